@@ -1,0 +1,282 @@
+"""The OCR engine: PaddleOCR's pipeline, loaded once per process, shared safely between threads.
+
+`predict` runs the whole pipeline on pages; `recognize` reads text inside given quads with the
+pipeline's own crop and recognizer (re-recognition of an edited or user-drawn box).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import numpy as np
+
+from .geometry import Point, as_points, bounding_quad
+from .images import DecodedImage, decode_image, read_image
+from .page import Page, regions_from_lines
+from .profiles import ModelError, ModelSpec, Profile, model_name_of, resolve_profile, weights_digest
+
+log = logging.getLogger(__name__)
+
+# PaddleX probes model hosts at import unless told not to; no machine of ours reaches them.
+os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+
+ImageInput = Union[DecodedImage, bytes, str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    device: str = "cpu"
+    cpu_threads: int | None = None
+    rec_batch_size: int = 8
+    enable_mkldnn: bool | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ = os.environ) -> "EngineSettings":
+        threads = env.get("SVTR_CPU_THREADS")
+        mkldnn = env.get("SVTR_ENABLE_MKLDNN")
+        return cls(
+            device=env.get("SVTR_DEVICE", "cpu"),
+            cpu_threads=int(threads) if threads else None,
+            rec_batch_size=int(env.get("SVTR_REC_BATCH_SIZE", 8)),
+            enable_mkldnn=None if mkldnn in (None, "") else mkldnn.lower() in ("1", "true", "yes"),
+        )
+
+
+@dataclass(frozen=True)
+class Recognition:
+    text: str
+    score: float
+
+
+def as_decoded(image: ImageInput) -> DecodedImage:
+    if isinstance(image, DecodedImage):
+        return image
+    if isinstance(image, (bytes, bytearray)):
+        return decode_image(bytes(image))
+    return read_image(image)
+
+
+class OcrEngine:
+    """PaddleOCR's OCR pipeline for one profile. Build it with `get_engine` to share it."""
+
+    def __init__(self, profile: Profile, settings: EngineSettings | None = None) -> None:
+        self.settings = settings or EngineSettings()
+        self.profile = _named(profile)
+        self._lock = threading.Lock()
+        self._ocr = _build_pipeline(self.profile, self.settings)
+        self.model_version = _model_version(self.profile)
+
+    # -- whole pages ---------------------------------------------------------------------------
+
+    def predict(self, images: Sequence[ImageInput]) -> list[Page]:
+        """Detect and recognize every line of each image; one Page per image, in order."""
+        decoded = [as_decoded(im) for im in images]
+        if not decoded:
+            return []
+        with self._lock:
+            results = list(self._ocr.predict([d.bgr for d in decoded]))
+        return [self._to_page(d, r) for d, r in zip(decoded, results)]
+
+    def predict_one(self, image: ImageInput) -> Page:
+        return self.predict([image])[0]
+
+    def _to_page(self, image: DecodedImage, result: Any) -> Page:
+        polys = [as_points(p) for p in result["rec_polys"]]
+        angle = _doc_rotation(result)
+        if angle:
+            polys = [_unrotate(p, angle, image.width, image.height) for p in polys]
+        return Page(
+            width=image.width,
+            height=image.height,
+            sha256=image.sha256,
+            regions=regions_from_lines(image.sha256, polys, result["rec_texts"], result["rec_scores"]),
+            model_version=self.model_version,
+            source=image.name,
+        )
+
+    # -- given regions -------------------------------------------------------------------------
+
+    def recognize(self, image: ImageInput, regions: Sequence[Sequence[Sequence[float]]]) -> list[Recognition]:
+        """Text inside each region (a quad, or any polygon: its minimum-area rectangle is read)."""
+        decoded = as_decoded(image)
+        if not regions:
+            return []
+        quads = [np.asarray(bounding_quad(r), dtype=np.float32) for r in regions]
+        with self._lock:
+            inner = _internal_pipeline(self._ocr)
+            crops = inner._crop_by_polys(decoded.bgr, quads)
+            usable = [i for i, c in enumerate(crops) if c.size > 0 and c.shape[0] > 0 and c.shape[1] > 0]
+            crops = [crops[i] for i in usable]
+            if crops and self.profile.use_textline_orientation:
+                angles = [int(np.asarray(r["class_ids"]).ravel()[0]) for r in inner.textline_orientation_model(crops)]
+                crops = inner.rotate_image(crops, angles)
+            outputs = list(inner.text_rec_model(crops)) if crops else []
+        found = {i: Recognition(str(o["rec_text"]), float(o["rec_score"])) for i, o in zip(usable, outputs)}
+        return [found.get(i, Recognition("", 0.0)) for i in range(len(regions))]
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.profile.describe(), "model_version": self.model_version}
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+def _named(profile: Profile) -> Profile:
+    """Fill model names from local folders (and check the folders) before PaddleOCR sees them."""
+
+    def fill(spec: ModelSpec | None) -> ModelSpec | None:
+        if spec is None or spec.dir is None:
+            return spec
+        name = model_name_of(spec.dir, spec.role)
+        if spec.name and spec.name != name:
+            log.info("%s folder %s holds %s (profile default was %s)", spec.role, spec.dir, name, spec.name)
+        return ModelSpec(spec.role, name, spec.dir)
+
+    textline = fill(profile.textline) if profile.use_textline_orientation else profile.textline
+    return profile.with_(det=fill(profile.det), rec=fill(profile.rec), textline=textline)
+
+
+def _pipeline_kwargs(profile: Profile, settings: EngineSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "text_detection_model_name": profile.det.name,
+        "text_detection_model_dir": str(profile.det.dir) if profile.det.dir else None,
+        "text_recognition_model_name": profile.rec.name,
+        "text_recognition_model_dir": str(profile.rec.dir) if profile.rec.dir else None,
+        "use_doc_orientation_classify": profile.use_doc_orientation_classify,
+        "use_doc_unwarping": profile.use_doc_unwarping,
+        "use_textline_orientation": profile.use_textline_orientation,
+        "text_recognition_batch_size": settings.rec_batch_size,
+        "text_det_limit_side_len": profile.det_limit_side_len,
+        "text_det_limit_type": profile.det_limit_type,
+        # A labeling tool shows every line it found; low scores are what reviewers look at.
+        "text_rec_score_thresh": 0.0,
+        "device": settings.device,
+    }
+    if profile.use_textline_orientation and profile.textline is not None:
+        kwargs["textline_orientation_model_name"] = profile.textline.name
+        kwargs["textline_orientation_model_dir"] = str(profile.textline.dir) if profile.textline.dir else None
+    if profile.engine:
+        kwargs["engine"] = profile.engine
+    if profile.engine == "onnxruntime":
+        if settings.cpu_threads:
+            kwargs["engine_config"] = {"onnxruntime": {"intra_op_num_threads": settings.cpu_threads}}
+    else:
+        if settings.cpu_threads:
+            kwargs["cpu_threads"] = settings.cpu_threads
+        if settings.enable_mkldnn is not None:
+            kwargs["enable_mkldnn"] = settings.enable_mkldnn
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _build_pipeline(profile: Profile, settings: EngineSettings) -> Any:
+    try:
+        from paddleocr import PaddleOCR
+    except ImportError as exc:
+        raise ModelError(f"PaddleOCR is not installed ({exc}): pip install paddleocr paddlepaddle") from None
+    if profile.engine == "onnxruntime":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ModelError(f"profile {profile.name!r} runs on ONNX Runtime: pip install onnxruntime") from None
+    kwargs = _pipeline_kwargs(profile, settings)
+    log.info("loading OCR pipeline: %s", profile.describe())
+    try:
+        return PaddleOCR(**kwargs)
+    except Exception as exc:  # PaddleX raises bare Exceptions for download and config failures
+        raise ModelError(_load_failure_hint(profile, exc)) from exc
+
+
+def _load_failure_hint(profile: Profile, exc: Exception) -> str:
+    missing = [m for m in (profile.det, profile.rec) if m.dir is None]
+    msg = f"could not load the {profile.name!r} OCR pipeline: {type(exc).__name__}: {exc}"
+    if missing:
+        names = ", ".join(str(m.name) for m in missing)
+        msg += (
+            f"\nPaddleOCR downloads {names} on first use; this machine could not."
+            " Point SVTR_DET_MODEL_DIR / SVTR_REC_MODEL_DIR at local PaddleX model folders"
+            " (inference.yml + weights), or run with --profile bundled to use the offline models."
+        )
+    return msg
+
+
+def _internal_pipeline(ocr: Any) -> Any:
+    """PaddleX's pipeline object, whose crop and recognizer `recognize` reuses."""
+    inner = getattr(getattr(ocr, "paddlex_pipeline", None), "_pipeline", None)
+    for attr in ("_crop_by_polys", "text_rec_model", "rotate_image"):
+        if not hasattr(inner, attr):
+            raise ModelError(f"this PaddleX version has no pipeline.{attr}; svtr-label supports paddlex 3.x")
+    return inner
+
+
+def _official_model_dir(name: str | None) -> Path | None:
+    if not name:
+        return None
+    base = Path(os.environ.get("PADDLE_PDX_CACHE_HOME", Path.home() / ".paddlex")) / "official_models" / name
+    return base if base.is_dir() else None
+
+
+def _model_version(profile: Profile) -> str:
+    """`det+rec@hash`: Label Studio skips tasks that already hold this version, so it names the weights."""
+    folders = [m.dir or _official_model_dir(m.name) for m in (profile.det, profile.rec)]
+    digest = weights_digest([f for f in folders if f is not None])
+    return f"{profile.det.name}+{profile.rec.name}@{digest}"
+
+
+def _doc_rotation(result: Any) -> int:
+    doc = result.get("doc_preprocessor_res") if hasattr(result, "get") else None
+    try:
+        return int(doc["angle"]) if doc is not None and doc.get("angle", -1) not in (-1, None) else 0
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def _unrotate(points: Sequence[Point], angle: int, width: int, height: int) -> list[Point]:
+    """Map points found on the pipeline's upright copy back onto the original image.
+
+    PaddleX rotates a page counter-clockwise by `angle` degrees to make it upright.
+    """
+    out = []
+    for x, y in points:
+        if angle == 90:  # upright is W' = height wide
+            out.append((width - y, x))
+        elif angle == 180:
+            out.append((width - x, height - y))
+        elif angle == 270:
+            out.append((y, height - x))
+        else:
+            out.append((x, y))
+    return out
+
+
+# --- one engine per process ------------------------------------------------------------------
+
+_engines: dict[tuple, OcrEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(profile: str | Profile | None = None, settings: EngineSettings | None = None) -> OcrEngine:
+    """The process-wide engine for a profile: built on first call, shared after."""
+    prof = profile if isinstance(profile, Profile) else resolve_profile(profile)
+    sett = settings or EngineSettings.from_env()
+    key = (repr(prof), sett)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = OcrEngine(prof, sett)
+        return engine
+
+
+def iter_batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
