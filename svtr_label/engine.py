@@ -68,8 +68,27 @@ class OcrEngine:
         self.settings = settings or EngineSettings()
         self.profile = _named(profile)
         self._lock = threading.Lock()
-        self._ocr = _build_pipeline(self.profile, self.settings)
+        self._ocr_pipeline: Any = None
+        if self.profile.det.dir is None or self.profile.rec.dir is None:
+            # Downloaded weights are only known after loading: name them in model_version.
+            self.load()
         self.model_version = _model_version(self.profile)
+
+    def load(self) -> "OcrEngine":
+        """Load the models now (they load on first use otherwise: a cache hit never needs them)."""
+        if self._ocr_pipeline is None:
+            with self._lock:
+                if self._ocr_pipeline is None:
+                    self._ocr_pipeline = _build_pipeline(self.profile, self.settings)
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._ocr_pipeline is not None
+
+    @property
+    def _ocr(self) -> Any:
+        return self.load()._ocr_pipeline
 
     # -- whole pages ---------------------------------------------------------------------------
 
@@ -78,8 +97,9 @@ class OcrEngine:
         decoded = [as_decoded(im) for im in images]
         if not decoded:
             return []
+        ocr = self._ocr
         with self._lock:
-            results = list(self._ocr.predict([d.bgr for d in decoded]))
+            results = list(ocr.predict([d.bgr for d in decoded]))
         return [self._to_page(d, r) for d, r in zip(decoded, results)]
 
     def predict_one(self, image: ImageInput) -> Page:
@@ -107,8 +127,8 @@ class OcrEngine:
         if not regions:
             return []
         quads = [np.asarray(bounding_quad(r), dtype=np.float32) for r in regions]
+        inner = _internal_pipeline(self._ocr)
         with self._lock:
-            inner = _internal_pipeline(self._ocr)
             crops = inner._crop_by_polys(decoded.bgr, quads)
             usable = [i for i, c in enumerate(crops) if c.size > 0 and c.shape[0] > 0 and c.shape[1] > 0]
             crops = [crops[i] for i in usable]

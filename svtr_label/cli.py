@@ -1,0 +1,230 @@
+"""`svtr-label`: pre-annotate, list models, print the labeling config (and the commands other
+modules register: export, eval, push, pull).
+
+Each command module exposes `add_parser(subparsers)` and sets `func` on its parser; `main`
+dispatches. A command returns its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+# Modules that add subcommands; each must define add_parser(subparsers).
+COMMAND_MODULES: list[str] = [
+    "svtr_label.export.cli",
+    "svtr_label.evaluate",
+    "svtr_label.push",
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from .labelstudio import ConfigError
+    from .profiles import ModelError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ModelError, ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"svtr-label: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svtr-label", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the pipeline does")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_predict(sub)
+    _add_models(sub)
+    _add_config(sub)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency, not a module not written yet
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def add_profile_options(p: argparse.ArgumentParser) -> None:
+    """Options that choose the models; shared by every command that runs the engine."""
+    p.add_argument("--profile", choices=["svtrv2", "bundled", "custom"], help="model profile (default: env SVTR_PROFILE or svtrv2)")
+    p.add_argument("--det-model-dir", help="local PaddleX detection model folder (env SVTR_DET_MODEL_DIR)")
+    p.add_argument("--rec-model-dir", help="local PaddleX recognition model folder (env SVTR_REC_MODEL_DIR)")
+    p.add_argument("--textline-model-dir", help="local text-line orientation model folder (env SVTR_TEXTLINE_MODEL_DIR)")
+    p.add_argument("--engine", choices=["paddle", "onnxruntime"], help="inference engine (env SVTR_ENGINE)")
+    p.add_argument("--device", help="cpu, gpu:0, ... (env SVTR_DEVICE; default cpu)")
+    p.add_argument("--cpu-threads", type=int, help="inference threads (env SVTR_CPU_THREADS)")
+
+
+def profile_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment with the command-line model options applied on top."""
+    env = dict(os.environ)
+    for opt, key in (
+        ("det_model_dir", "SVTR_DET_MODEL_DIR"),
+        ("rec_model_dir", "SVTR_REC_MODEL_DIR"),
+        ("textline_model_dir", "SVTR_TEXTLINE_MODEL_DIR"),
+        ("engine", "SVTR_ENGINE"),
+        ("device", "SVTR_DEVICE"),
+        ("cpu_threads", "SVTR_CPU_THREADS"),
+        ("profile", "SVTR_PROFILE"),
+    ):
+        value = getattr(args, opt, None)
+        if value is not None:
+            env[key] = str(value)
+    return env
+
+
+def engine_from_args(args: argparse.Namespace):
+    from .engine import EngineSettings, get_engine
+    from .profiles import resolve_profile
+
+    env = profile_env(args)
+    return get_engine(resolve_profile(env.get("SVTR_PROFILE"), env), EngineSettings.from_env(env))
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON next to the target and rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, ensure_ascii=False, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- predict ---------------------------------------------------------------------------------
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="pre-annotate images into a Label Studio tasks file")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("-o", "--output", default="tasks.json", help="tasks file to write (default tasks.json)")
+    add_profile_options(p)
+    p.add_argument("--label-config", help="labeling config XML to write results for (default: the recommended OCR config)")
+    p.add_argument("--shape", choices=["polygon", "rectangle"], default="polygon", help="region shape to emit (default polygon)")
+    p.add_argument(
+        "--image-ref",
+        choices=["local-files", "prefix", "path"],
+        default="local-files",
+        help="how data.image is written: Label Studio local files (/data/local-files/?d=...), URL prefix, or the path",
+    )
+    p.add_argument("--root", help="document root that image paths are made relative to (default: LOCAL_FILES_DOCUMENT_ROOT or the current folder)")
+    p.add_argument("--url-prefix", default="", help="URL prefix for --image-ref prefix")
+    p.add_argument("--batch-size", type=int, default=4, help="images per inference batch")
+    p.add_argument("--no-cache", action="store_true", help="ignore and do not fill the prediction cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .annotate import annotate_files
+    from .cache import PredictionCache
+    from .images import find_images
+    from .labelstudio import ImageRef, load_config, make_task
+    from .profiles import cache_dir
+
+    config = load_config(args.label_config)
+    if args.image_ref == "prefix" and not args.url_prefix:
+        raise ValueError("--image-ref prefix needs --url-prefix (e.g. https://files.example.com/ocr/)")
+    root = args.root or os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")
+    image_ref = ImageRef(args.image_ref, Path(root) if root else None, args.url_prefix)
+    paths = find_images(args.paths)
+    if not paths:
+        print("svtr-label: error: no image files found in " + " ".join(args.paths), file=sys.stderr)
+        return 1
+    for p in paths:  # fail before the long part, not after it
+        if p.exists():
+            image_ref(p)
+    engine = engine_from_args(args)
+    cache = None if args.no_cache else PredictionCache(cache_dir() / "predictions.sqlite")
+
+    tasks, failures, hits, lines = [], [], 0, 0
+    bar = tqdm(total=len(paths), unit="img", desc="pre-annotating", disable=args.no_progress, file=sys.stderr)
+    for outcome in annotate_files(paths, engine, cache, batch_size=args.batch_size):
+        bar.update(1)
+        if outcome.page is None:
+            failures.append(outcome.error or str(outcome.path))
+            bar.write(f"skipped: {outcome.error}", file=sys.stderr)
+            continue
+        hits += outcome.cached
+        lines += len(outcome.page.regions)
+        tasks.append(make_task(outcome.page, image_ref(outcome.path), config, args.shape))
+    bar.close()
+    if not tasks:
+        print(f"svtr-label: error: none of the {len(paths)} files could be processed", file=sys.stderr)
+        return 1
+    out = Path(args.output)
+    write_json_atomic(out, tasks)
+    print(
+        f"{len(tasks)} images, {lines} text lines ({hits} from cache), {len(failures)} skipped; "
+        f"model {engine.model_version}\nLabel Studio tasks: {out.resolve()}"
+    )
+    return 0
+
+
+# --- models / config -------------------------------------------------------------------------
+
+
+def _add_models(sub: Any) -> None:
+    p = sub.add_parser("models", help="list model profiles, or lay out the bundled model folders")
+    p.add_argument("action", nargs="?", choices=["list", "prepare"], default="list")
+    p.add_argument("profile", nargs="?", default="bundled", help="profile to prepare (only 'bundled' is laid out locally)")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .profiles import PROFILE_NAMES, ModelError, bundled_model_dirs, resolve_profile
+
+    if args.action == "prepare":
+        if args.profile != "bundled":
+            raise ModelError(
+                f"only the bundled profile is laid out by svtr-label; {args.profile!r} models come from PaddleOCR's "
+                "download or from the folders you point SVTR_DET_MODEL_DIR / SVTR_REC_MODEL_DIR at"
+            )
+        det, rec = bundled_model_dirs(create=True)
+        print(f"bundled det: {det}\nbundled rec: {rec}")
+        return 0
+    for name in PROFILE_NAMES:
+        try:
+            info: Any = resolve_profile(name).describe()
+        except ModelError as exc:
+            info = {"profile": name, "unavailable": str(exc)}
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _add_config(sub: Any) -> None:
+    p = sub.add_parser("config", help="print the recommended Label Studio labeling config")
+    p.set_defaults(func=cmd_config)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .labelstudio import recommended_config
+
+    print(recommended_config(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Exporters for retraining: PaddleOCR / PaddleX detection and recognition sets, ICDAR 2015, Label Studio."""
