@@ -1,0 +1,48 @@
+"""Shared fixtures: the real bundled OCR engine (loaded once per test session), generated
+pages with known truth, and the real images of ../shared/testdata/real."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the user's cache: one fresh cache folder per test session.
+os.environ["SVTR_CACHE_DIR"] = os.environ.get("SVTR_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="svtr-test-cache-")
+os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_IMAGES = Path(os.environ.get("SVTR_REAL_TESTDATA", REPO.parent / "shared" / "testdata" / "real"))
+
+
+@pytest.fixture(scope="session")
+def real_images() -> Path:
+    if not REAL_IMAGES.is_dir():
+        pytest.fail(f"real test images not found at {REAL_IMAGES}: set SVTR_REAL_TESTDATA")
+    return REAL_IMAGES
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from svtr_label.engine import get_engine
+
+    return get_engine("bundled").load()
+
+
+@pytest.fixture(scope="session")
+def synth_set(tmp_path_factory):
+    """12 generated pages (English and Chinese lines) written as PNG + truth.json."""
+    from svtr_label.synth import write_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    pages = write_dataset(out, 12, seed=1000)
+    return out, pages
+
+
+@pytest.fixture(scope="session")
+def synth_predictions(engine, synth_set):
+    """The bundled engine's pages for the generated set, in the same order."""
+    folder, pages = synth_set
+    return engine.predict([folder / p.name for p in pages])
