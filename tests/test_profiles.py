@@ -1,0 +1,73 @@
+"""Model profiles: what each loads, and the errors a user meets when something is missing."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from svtr_label.engine import OcrEngine
+from svtr_label.profiles import ModelError, bundled_model_dirs, dictionary_of, resolve_profile
+
+
+def test_default_profile_is_the_seed_card_pipeline():
+    p = resolve_profile(None, {})
+    assert (p.name, p.det.name, p.rec.name) == ("svtrv2", "PP-OCRv5_server_det", "ch_SVTRv2_rec")
+    assert p.use_textline_orientation and not p.use_doc_orientation_classify and not p.use_doc_unwarping
+    switched = resolve_profile("svtrv2", {"SVTR_USE_DOC_ORIENTATION": "1", "SVTR_USE_DOC_UNWARPING": "true"})
+    assert switched.use_doc_orientation_classify and switched.use_doc_unwarping
+
+
+def test_profile_from_env():
+    assert resolve_profile(None, {"SVTR_PROFILE": "bundled"}).name == "bundled"
+
+
+def test_bundled_folders_are_paddlex_model_folders():
+    det, rec = bundled_model_dirs(create=True)
+    for folder in (det, rec):
+        assert (folder / "inference.onnx").is_file() and (folder / "inference.yml").is_file()
+    chars = dictionary_of(rec)
+    assert len(chars) == 18384 and chars[-1] == " "
+
+
+@pytest.mark.parametrize(
+    "name, env, message",
+    [
+        ("custom", {}, "SVTR_DET_MODEL_DIR and SVTR_REC_MODEL_DIR"),
+        ("nope", {}, "unknown profile 'nope'"),
+    ],
+)
+def test_profile_errors(name, env, message):
+    with pytest.raises(ModelError, match=message):
+        resolve_profile(name, env)
+
+
+def test_folder_errors_name_the_folder_and_the_fix(tmp_path):
+    det, _ = bundled_model_dirs()
+    empty = tmp_path / "my_rec"
+    empty.mkdir()
+    (empty / "inference.onnx").write_bytes(b"x")
+    cases = [
+        (tmp_path / "missing", "does not exist"),
+        (empty, "has no inference.yml"),
+    ]
+    for folder, message in cases:
+        profile = resolve_profile("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(folder)})
+        with pytest.raises(ModelError, match=message) as err:
+            OcrEngine(profile)
+        assert str(folder) in str(err.value)
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    (no_weights / "inference.yml").write_text("Global: {model_name: x}\n")
+    with pytest.raises(ModelError, match="holds no weights"):
+        OcrEngine(resolve_profile("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(no_weights)}))
+
+
+def test_models_command_lists_profiles_and_prepares_bundled():
+    out = subprocess.run([sys.executable, "-m", "svtr_label.cli", "models"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert '"profile": "svtrv2"' in out.stdout and "ch_SVTRv2_rec" in out.stdout and '"profile": "bundled"' in out.stdout
+    prep = subprocess.run([sys.executable, "-m", "svtr_label.cli", "models", "prepare", "bundled"], capture_output=True, text=True, timeout=120)
+    assert prep.returncode == 0 and "PP-OCRv5_mobile_rec" in prep.stdout
+    cfg = subprocess.run([sys.executable, "-m", "svtr_label.cli", "config"], capture_output=True, text=True, timeout=120)
+    assert 'perRegion="true"' in cfg.stdout
