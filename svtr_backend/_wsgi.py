@@ -1,0 +1,198 @@
+"""Serve the svtr-label ML backend.
+
+    label-studio-ml start svtr_backend --port 9090
+    python svtr_backend/_wsgi.py --host 0.0.0.0 --port 9090
+    gunicorn --workers 1 --threads 8 --bind 0.0.0.0:9090 'svtr_backend._wsgi:app'
+
+The Flask app is label-studio-ml's own; `create_app` replaces the views whose 1.0.9 behaviour
+Label Studio users trip over (a model per /setup only, 'INITIAL' as model_version, training
+jobs forked per webhook, HTML tracebacks) and adds /health details, basic auth, a request size
+limit and JSON errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hmac
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script (label-studio-ml start): make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flask import Flask, Response, jsonify, request  # noqa: E402
+from werkzeug.exceptions import HTTPException  # noqa: E402
+
+from label_studio_ml.api import init_app  # noqa: E402
+from svtr_backend.model import SvtrBackend, backend_engine, engine_if_built  # noqa: E402
+from svtr_label.labelstudio import ConfigError  # noqa: E402
+from svtr_label.profiles import ModelError  # noqa: E402
+
+log = logging.getLogger("svtr_backend")
+
+DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
+_state: dict[str, Any] = {"label_config": None, "load_error": None}
+
+
+class BadRequest(ValueError):
+    """A request the backend cannot answer; sent back as 400 with the message."""
+
+
+def json_error(status: int, message: str) -> Response:
+    resp = jsonify({"status": status, "error": message})
+    resp.status_code = status
+    return resp
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object (Content-Type: application/json)")
+    return data
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+def predict() -> Response:
+    """POST /predict {tasks, label_config?, params: {context?}} -> {results: [one per task], model_version}."""
+    body = _body()
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list):
+        raise BadRequest("'tasks' must be a list of Label Studio tasks")
+    params = body.get("params") or {}
+    model = SvtrBackend(label_config=body.get("label_config") or _state["label_config"])
+    started = time.perf_counter()
+    results = model.predict(tasks, context=params.get("context") if isinstance(params, dict) else None)
+    log.info("predicted %d task(s) in %.2f s", len(tasks), time.perf_counter() - started)
+    return jsonify({"results": results, "model_version": model.model_version})
+
+
+def setup() -> Response:
+    """POST /setup {schema, project, ...}: checks the labeling config and names the model version."""
+    body = _body()
+    schema = body.get("schema") or body.get("label_config")
+    model = SvtrBackend(label_config=schema)  # a config without image + text area fails here, clearly
+    _state["label_config"] = schema or _state["label_config"]
+    return jsonify({"model_version": model.model_version})
+
+
+def webhook() -> Response:
+    """POST /webhook: Label Studio's annotation events into the corrections store."""
+    body = _body()
+    event = body.pop("action", None)
+    if not event:
+        raise BadRequest("a webhook body needs an 'action' (e.g. ANNOTATION_CREATED)")
+    project = body.get("project") if isinstance(body.get("project"), dict) else {}
+    model = SvtrBackend(label_config=project.get("label_config") or _state["label_config"])
+    result = model.fit(event, body)
+    return jsonify(result), 201 if result.get("status") != "ignored" else 200
+
+
+def health() -> Response:
+    """GET /health: up, which profile, and whether the models are loaded (LS calls it often: no loading here)."""
+    info: dict[str, Any] = {"status": "UP", "model_class": SvtrBackend.__name__, "profile": os.environ.get("SVTR_PROFILE") or "svtrv2"}
+    if _state["load_error"]:
+        info.update(status="ERROR", models_loaded=False, error=_state["load_error"])
+        return jsonify(info)
+    engine = engine_if_built()
+    info["models_loaded"] = bool(engine is not None and engine.loaded)
+    if engine is not None:
+        info.update(profile=engine.profile.name, model_version=engine.model_version)
+    return jsonify(info)
+
+
+# --- hooks -----------------------------------------------------------------------------------
+
+
+def _check_basic_auth() -> Response | None:
+    user, password = os.environ.get("BASIC_AUTH_USER"), os.environ.get("BASIC_AUTH_PASS")
+    if not user or not password:
+        return None
+    header = request.headers.get("Authorization", "")
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    if hmac.compare_digest(header.encode(), expected.encode()):
+        return None
+    resp = json_error(401, "authentication required: Label Studio's ML backend settings need the basic auth user and password")
+    resp.headers["WWW-Authenticate"] = 'Basic realm="svtr-label"'
+    return resp
+
+
+def _http_error(exc: HTTPException) -> Response:
+    if exc.code == 413:
+        limit = int(os.environ.get("SVTR_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
+        return json_error(413, f"the request body exceeds the {limit}-byte limit (SVTR_MAX_REQUEST_BYTES)")
+    return json_error(exc.code or 500, exc.description or exc.name)
+
+
+def _unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    if isinstance(exc, (BadRequest, ConfigError)):
+        return json_error(400, str(exc))
+    if isinstance(exc, ModelError):
+        return json_error(503, str(exc))
+    log.exception("unexpected error on %s", request.path)
+    return json_error(500, f"{type(exc).__name__}: {exc}")
+
+
+def _preload() -> None:
+    """Load the models in the background at start: the first request must not pay for it."""
+    try:
+        log.info("models loaded: %s", backend_engine().load().model_version)
+    except Exception as exc:  # reported by /health and by every request that needs the engine
+        _state["load_error"] = f"{type(exc).__name__}: {exc}"
+        log.error("could not load the OCR models: %s", _state["load_error"])
+
+
+def create_app(preload: bool = True) -> Flask:
+    """label-studio-ml's app with svtr-label's views, auth, limits and JSON errors.
+
+    label-studio-ml keeps one Flask app per process: a second call returns it unchanged."""
+    app = init_app(
+        model_class=SvtrBackend,
+        model_dir=os.environ.get("MODEL_DIR", str(Path(__file__).resolve().parent)),
+        redis_queue=os.environ.get("RQ_QUEUE_NAME", "default"),
+        redis_host=os.environ.get("REDIS_HOST", "localhost"),
+        redis_port=int(os.environ.get("REDIS_PORT", 6379)),
+    )
+    if app.config.get("SVTR_BACKEND"):
+        return app
+    app.config["SVTR_BACKEND"] = True
+    app.config["MAX_CONTENT_LENGTH"] = int(os.environ.get("SVTR_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
+    app.config["JSON_AS_ASCII"] = False
+    for endpoint, view in (("_predict", predict), ("_setup", setup), ("webhook", webhook), ("health", health)):
+        app.view_functions[endpoint] = view
+    app.before_request_funcs.setdefault(None, []).insert(0, _check_basic_auth)
+    # 1.0.9 registers string-returning handlers for a few exception classes: JSON for all.
+    for cls in (HTTPException, FileNotFoundError, AssertionError, IndexError, Exception):
+        app.register_error_handler(cls, _unexpected)
+    if preload:
+        threading.Thread(target=_preload, name="svtr-preload", daemon=True).start()
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="svtr-label ML backend for Label Studio")
+    parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("PORT", 9090)))
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("-d", "--debug", action="store_true", help="Flask debug mode (never in production)")
+    parser.add_argument("--model-dir", help="label-studio-ml's model dir (env MODEL_DIR)")
+    args, _unknown = parser.parse_known_args(argv)  # label-studio-ml start passes its own options too
+    logging.basicConfig(level=args.log_level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
+    if args.model_dir:
+        os.environ["MODEL_DIR"] = args.model_dir
+    create_app().run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()
+else:
+    app = create_app(preload=os.environ.get("SVTR_PRELOAD", "1") not in ("0", "false", "no"))

@@ -1,0 +1,275 @@
+"""Image fetching for the ML backend: every URL form Label Studio puts in a task, fetched safely.
+
+- `/data/upload/...` and other Label Studio paths: from LABEL_STUDIO_URL with the API key.
+- `/data/local-files/?d=...`: read from LOCAL_FILES_DOCUMENT_ROOT when it is set (the variable
+  Label Studio itself uses), never outside it; from Label Studio otherwise.
+- `http(s)://`: only the Label Studio host and the hosts of SVTR_ALLOWED_HOSTS.
+- `s3://`, `gs://`, `azure-blob://`: through Label Studio's presign endpoint of the task.
+
+The backend is reachable by whoever can reach Label Studio, and task data is user input: a URL
+must not make it read local files or probe the private network (SSRF). So: no `file://`,
+redirects only within one server (or from Label Studio's presign endpoint to the storage it
+chose), private and loopback addresses only for the Label Studio host and hosts allowed by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import requests
+
+from svtr_label.images import DEFAULT_MAX_BYTES, ImageError
+from svtr_label.lsclient import LabelStudio, LabelStudioError, origin
+from svtr_label.profiles import cache_dir
+
+log = logging.getLogger(__name__)
+
+CLOUD_SCHEMES = ("s3", "gs", "gcs", "azure-blob")
+# Label Studio answers these with a redirect to the storage's presigned URL.
+PRESIGN_PATH = re.compile(r"^/(tasks|projects)/\d+/(presign|resolve)/?$")
+LS_PATH_PREFIXES = ("/data/", "/tasks/", "/projects/")
+CHUNK = 1 << 16
+
+
+class FetchError(ImageError):
+    """An image URL that cannot or may not be fetched; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    ls_url: str | None = None
+    api_key: str | None = None
+    document_root: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    cache: Path | None = None  # None: no disk cache
+    max_bytes: int = DEFAULT_MAX_BYTES
+    timeout: float = 30.0
+    max_redirects: int = 5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "FetchSettings":
+        """LABEL_STUDIO_URL (or LABEL_STUDIO_HOST), LABEL_STUDIO_API_KEY, LOCAL_FILES_DOCUMENT_ROOT,
+        SVTR_ALLOWED_HOSTS (comma-separated), SVTR_FETCH_CACHE (a folder, or "off"), SVTR_FETCH_TIMEOUT."""
+        root = env.get("LOCAL_FILES_DOCUMENT_ROOT")
+        cache = env.get("SVTR_FETCH_CACHE", "")
+        return cls(
+            ls_url=(env.get("LABEL_STUDIO_URL") or env.get("LABEL_STUDIO_HOST") or "").rstrip("/") or None,
+            api_key=env.get("LABEL_STUDIO_API_KEY") or None,
+            document_root=Path(root).expanduser() if root else None,
+            allowed_hosts=tuple(h.strip().lower() for h in env.get("SVTR_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            cache=None if cache.lower() in ("off", "0", "false", "no") else Path(cache) if cache else cache_dir(env) / "images",
+            max_bytes=int(env.get("SVTR_MAX_IMAGE_BYTES", DEFAULT_MAX_BYTES)),
+            timeout=float(env.get("SVTR_FETCH_TIMEOUT", 30)),
+        )
+
+
+class ImageFetcher:
+    """Bytes of the image a task points at. Thread-safe; one per process is enough."""
+
+    def __init__(self, settings: FetchSettings | None = None) -> None:
+        self.settings = settings or FetchSettings.from_env()
+        s = self.settings
+        self.ls = LabelStudio(s.ls_url, s.api_key, timeout=s.timeout) if s.ls_url and s.api_key else None
+        self._plain = requests.Session()  # for every host that is not Label Studio: no credentials
+
+    def fetch(self, url: str, task_id: int | None = None) -> bytes:
+        """The bytes behind `url` (a task's image value). Raises FetchError with a clear reason."""
+        if not isinstance(url, str) or not url.strip():
+            raise FetchError(f"the image value {url!r} is not a URL")
+        url = url.strip()
+        scheme = urlsplit(url).scheme.lower()
+        local = self._local_file(url)
+        if local is not None:
+            return _read_limited_file(local, self.settings.max_bytes, url)
+        if scheme in CLOUD_SCHEMES:
+            return self._cached(url, lambda: self._presigned(url, task_id))
+        if scheme == "" and url.startswith("/"):
+            return self._cached(self._ls_base(url) + url, lambda: self._download(self._ls_base(url) + url))
+        if scheme in ("http", "https"):
+            return self._cached(url, lambda: self._download(url))
+        if scheme == "file":
+            raise FetchError(f"{url}: file:// URLs are refused; serve the files through Label Studio (local files storage)")
+        raise FetchError(f"{url}: unsupported URL scheme {scheme or '(none)'!r}; expected /data/..., http(s)://, s3://, gs:// or azure-blob://")
+
+    # -- local files -----------------------------------------------------------------------------
+
+    def _local_file(self, url: str) -> Path | None:
+        """The file a /data/local-files/ URL names under the document root, or None to go through Label Studio."""
+        parts = urlsplit(url)
+        if parts.path.rstrip("/") != "/data/local-files" or self.settings.document_root is None:
+            return None
+        if parts.scheme and not self._is_ls(url):
+            return None  # another server's local-files URL: the host policy decides
+        rel = (parse_qs(parts.query).get("d") or [""])[0]
+        if not rel:
+            raise FetchError(f"{url}: a local-files URL needs ?d=<path under the document root>")
+        root = self.settings.document_root.resolve()
+        path = (root / rel).resolve()  # resolves ../ and symlinks before the check
+        if not path.is_relative_to(root):
+            raise FetchError(f"{url}: the path escapes LOCAL_FILES_DOCUMENT_ROOT; refused")
+        if not path.is_file():
+            raise FetchError(f"{url}: no such file under LOCAL_FILES_DOCUMENT_ROOT (404)")
+        return path
+
+    # -- Label Studio and other servers ---------------------------------------------------------
+
+    def _ls_base(self, path: str) -> str:
+        if not path.startswith(LS_PATH_PREFIXES):
+            raise FetchError(f"{path}: not a Label Studio file URL (expected /data/upload/..., /data/local-files/?d=...)")
+        if not self.settings.ls_url:
+            raise FetchError(f"{path}: set LABEL_STUDIO_URL (and LABEL_STUDIO_API_KEY) so the backend can fetch Label Studio's files")
+        return self.settings.ls_url
+
+    def _is_ls(self, url: str) -> bool:
+        return bool(self.settings.ls_url) and origin(url) == origin(self.settings.ls_url or "")
+
+    def _session(self, url: str) -> requests.Session:
+        if self._is_ls(url):
+            if self.ls is None:
+                raise FetchError(f"{url}: set LABEL_STUDIO_API_KEY so the backend can read Label Studio's files")
+            return self.ls.session
+        return self._plain
+
+    def _download(self, url: str, redirected_by_ls: bool = False) -> bytes:
+        """GET with the host policy checked on the URL and on every redirect hop."""
+        for _ in range(self.settings.max_redirects + 1):
+            self.check_url(url, redirected_by_ls)
+            resp = self._get(url)
+            if not resp.is_redirect:
+                return self._body(resp, url)
+            target = urljoin(url, resp.headers.get("Location", ""))
+            resp.close()
+            redirected_by_ls = self._is_ls(url) and bool(PRESIGN_PATH.match(urlsplit(url).path))
+            if origin(target) != origin(url) and not redirected_by_ls:
+                raise FetchError(f"{url}: redirects to another host ({urlsplit(target).hostname}); refused")
+            url = target
+        raise FetchError(f"{url}: more than {self.settings.max_redirects} redirects")
+
+    def _get(self, url: str) -> requests.Response:
+        try:
+            return self._session(url).get(url, stream=True, allow_redirects=False, timeout=self.settings.timeout)
+        except LabelStudioError as exc:  # the API key could not be exchanged
+            raise FetchError(f"{url}: {exc}") from None
+        except requests.RequestException as exc:
+            raise FetchError(f"{url}: cannot download ({type(exc).__name__})") from None
+
+    def _body(self, resp: requests.Response, url: str) -> bytes:
+        with resp:
+            if resp.status_code == 404:
+                raise FetchError(f"{url}: not found (HTTP 404)")
+            if resp.status_code in (401, 403):
+                raise FetchError(f"{url}: HTTP {resp.status_code}; check LABEL_STUDIO_API_KEY and the file permissions")
+            if resp.status_code >= 400:
+                raise FetchError(f"{url}: HTTP {resp.status_code}")
+            return _read_limited(resp, self.settings.max_bytes, url)
+
+    def check_url(self, url: str, redirected_by_ls: bool = False) -> None:
+        """Refuse hosts outside the policy: Label Studio, SVTR_ALLOWED_HOSTS, or the storage a
+        presign redirect of Label Studio chose; private addresses only for hosts trusted by name."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchError(f"{url}: only http(s) URLs can be downloaded")
+        host = parts.hostname.lower()
+        if self._is_ls(url):
+            return
+        by_name = self._allowed_by_name(host)
+        if not (by_name or redirected_by_ls or "*" in self.settings.allowed_hosts):
+            raise FetchError(f"{url}: host {host} is neither the Label Studio host nor in SVTR_ALLOWED_HOSTS; refused")
+        if not by_name:
+            _require_public(host, parts.port or (443 if parts.scheme == "https" else 80), url)
+
+    def _allowed_by_name(self, host: str) -> bool:
+        for entry in self.settings.allowed_hosts:
+            if entry == host or (entry.startswith("*.") and host.endswith(entry[1:])):
+                return True
+        return False
+
+    # -- cloud storage ---------------------------------------------------------------------------
+
+    def _presigned(self, uri: str, task_id: int | None) -> bytes:
+        if self.ls is None:
+            raise FetchError(f"{uri}: cloud storage URIs are resolved by Label Studio: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+        if task_id is None:
+            raise FetchError(f"{uri}: a cloud storage URI needs its task id to be presigned")
+        try:
+            resp = self.ls.presign(int(task_id), uri)
+        except LabelStudioError as exc:
+            raise FetchError(f"{uri}: {exc}") from None
+        if resp.is_redirect:
+            target = urljoin(self.ls.url, resp.headers.get("Location", ""))
+            resp.close()
+            # The signed URL is a capability: fetched without our key, and never logged.
+            return self._download(target, redirected_by_ls=True)
+        return self._body(resp, uri)  # storage in proxy mode: Label Studio streams the file
+
+    # -- disk cache ------------------------------------------------------------------------------
+
+    def _cached(self, key: str, download) -> bytes:  # type: ignore[no-untyped-def]
+        """Downloads cached on disk by URL (storage URI for cloud files, never the signed URL)."""
+        if self.settings.cache is None:
+            return download()
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        path = self.settings.cache / digest[:2] / digest
+        try:
+            return path.read_bytes()
+        except OSError:
+            pass
+        data = download()
+        _write_atomic(path, data)
+        return data
+
+
+def _require_public(host: str, port: int, url: str) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        raise FetchError(f"{url}: cannot resolve host {host}") from None
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not addr.is_global or addr.is_multicast:
+            raise FetchError(
+                f"{url}: {host} is a private, loopback or reserved address; refused (name it in SVTR_ALLOWED_HOSTS to allow it)"
+            )
+
+
+def _read_limited(resp: requests.Response, max_bytes: int, url: str) -> bytes:
+    length = resp.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise FetchError(f"{url}: {length} bytes exceeds the {max_bytes}-byte limit (SVTR_MAX_IMAGE_BYTES)")
+    buf = bytearray()
+    try:
+        for chunk in resp.iter_content(CHUNK):
+            buf += chunk
+            if len(buf) > max_bytes:
+                raise FetchError(f"{url}: more than {max_bytes} bytes exceeds the limit (SVTR_MAX_IMAGE_BYTES)")
+    except requests.RequestException as exc:
+        raise FetchError(f"{url}: download interrupted ({type(exc).__name__})") from None
+    return bytes(buf)
+
+
+def _read_limited_file(path: Path, max_bytes: int, url: str) -> bytes:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise FetchError(f"{url}: {size} bytes exceeds the {max_bytes}-byte limit (SVTR_MAX_IMAGE_BYTES)")
+    return path.read_bytes()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full or read-only cache slows us down; it must not fail the task
+        log.warning("image cache %s not written: %s", path.parent, exc.strerror or exc)

@@ -1,0 +1,203 @@
+"""The Label Studio ML backend: SVTRv2 (PaddleOCR) pre-annotation, interactive re-recognition of
+drawn regions, and corrections from webhooks into the svtr-label store.
+
+Runs on PyPI's label-studio-ml 1.0.9 and keeps the 2.x method signatures (`setup`,
+`predict(tasks, context=None, **kwargs)`, `fit(event, data, **kwargs)`). Model instances are
+cheap and may be built per request: the OCR engine, the image fetcher, the prediction cache and
+the store are process-wide and shared by all threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from label_studio_ml.model import LabelStudioMLBase
+
+from svtr_label.annotate import _predict_batch as predict_batch
+from svtr_label.cache import PredictionCache
+from svtr_label.engine import OcrEngine, get_engine
+from svtr_label.images import DecodedImage, ImageError, decode_image
+from svtr_label.labelstudio import LabelConfig, page_to_results, recommended_config, results_to_regions
+from svtr_label.page import Page, Region
+from svtr_label.profiles import cache_dir
+
+from .fetch import ImageFetcher
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
+# Keys of a drawn shape's value that are not geometry: dropped when the geometry is copied.
+NON_GEOMETRY = ("labels", "rectanglelabels", "polygonlabels", "text")
+
+T = TypeVar("T")
+_shared: dict[str, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def _once(name: str, build: Callable[[], T]) -> T:
+    """A process-wide object built on first use (engine, fetcher, caches): never per request."""
+    with _shared_lock:
+        if name not in _shared:
+            _shared[name] = build()
+        return _shared[name]
+
+
+def backend_engine() -> OcrEngine:
+    """The engine of SVTR_PROFILE (default svtrv2), shared by every request of the process."""
+    return _once("engine", lambda: get_engine(os.environ.get("SVTR_PROFILE") or "svtrv2"))
+
+
+def engine_if_built() -> OcrEngine | None:
+    """The engine when some request or the preload built it; /health must not build it."""
+    return _shared.get("engine")
+
+
+def fetcher() -> ImageFetcher:
+    return _once("fetcher", ImageFetcher)
+
+
+def prediction_cache() -> PredictionCache:
+    # The same cache as `svtr-label predict`: an image predicted there costs a lookup here.
+    return _once("cache", lambda: PredictionCache(cache_dir() / "predictions.sqlite"))
+
+
+def store_path() -> Path:
+    return Path(os.environ.get("SVTR_STORE") or cache_dir() / "store.sqlite")
+
+
+def store() -> Any:
+    from svtr_label.store import Store
+
+    return _once("store", lambda: Store(store_path()))
+
+
+def empty(reason: str | None = None) -> dict[str, Any]:
+    """The answer for a task without a usable image: Label Studio pairs results by position."""
+    out: dict[str, Any] = {"result": [], "score": 0}
+    if reason:
+        out["error"] = reason  # ignored by Label Studio, read by people testing with curl
+    return out
+
+
+class SvtrBackend(LabelStudioMLBase):
+    """Pre-annotates text lines (polygon or rectangle + per-region transcription)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not getattr(self, "_svtr_ready", False):
+            self.setup()  # 2.x calls setup() from its constructor; 1.0.9 never does
+
+    def setup(self) -> None:
+        """Check the labeling config; the engine itself is process-wide and loaded once."""
+        self._svtr_ready = True
+        self.config = LabelConfig.parse(self.label_config or recommended_config())
+        if hasattr(self, "set"):  # label-studio-ml 2.x reads /setup's model_version from its cache
+            self.set("model_version", self.model_version)
+
+    @property
+    def model_version(self) -> str:  # type: ignore[override]
+        return backend_engine().model_version
+
+    # -- predict ---------------------------------------------------------------------------------
+
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        """One entry per task, in order. With drawn regions in `context`: only those, re-read."""
+        drawn = (context or {}).get("result") if isinstance(context, dict) else None
+        if drawn and tasks:
+            return [self.recognize_drawn(tasks[0], drawn)] + [empty() for _ in tasks[1:]]
+        return self.predict_pages(tasks)
+
+    def predict_pages(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        engine = backend_engine()
+        answers: list[dict[str, Any] | None] = [None] * len(tasks)
+        pending: list[tuple[int, DecodedImage]] = []
+        for i, task in enumerate(tasks):
+            try:
+                image = self.load_image(task)
+            except ImageError as exc:
+                answers[i] = self._failed(task, str(exc))
+                continue
+            hit = prediction_cache().get(image.sha256, engine.model_version)
+            if hit is not None:
+                answers[i] = self._answer(hit)
+            else:
+                pending.append((i, image))
+        for i, outcome in predict_batch(engine, pending) if pending else []:
+            if isinstance(outcome, Page):
+                prediction_cache().put(outcome)
+                answers[i] = self._answer(outcome)
+            else:
+                answers[i] = self._failed(tasks[i], outcome)
+        return [a if a is not None else empty() for a in answers]
+
+    def _answer(self, page: Page) -> dict[str, Any]:
+        return {"result": page_to_results(page, self.config), "score": round(page.score, 6), "model_version": page.model_version}
+
+    def _failed(self, task: Any, reason: str) -> dict[str, Any]:
+        task_id = task.get("id") if isinstance(task, dict) else None
+        log.warning("task %s: no prediction: %s", task_id, reason)
+        return empty(reason)
+
+    def load_image(self, task: dict[str, Any]) -> DecodedImage:
+        """The decoded image of a task (fetched under the URL policy, size limits applied)."""
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise ImageError("the task has no 'data' object")
+        url = task["data"].get(self.config.data_key)
+        if url is None:
+            raise ImageError(f"the task's data has no {self.config.data_key!r} key (the labeling config reads ${self.config.data_key})")
+        data = fetcher().fetch(url, task.get("id"))
+        return decode_image(data, str(url))
+
+    # -- interactive -----------------------------------------------------------------------------
+
+    def recognize_drawn(self, task: dict[str, Any], drawn: list[dict[str, Any]]) -> dict[str, Any]:
+        """Read the text inside the regions the user drew; answer with their own ids and shapes."""
+        try:
+            image = self.load_image(task)
+        except ImageError as exc:
+            return self._failed(task, str(exc))
+        regions = results_to_regions([r for r in drawn if isinstance(r, dict)], image.width, image.height)
+        if not regions:
+            return empty("the context holds no rectangle or polygon to read")
+        texts = backend_engine().recognize(image, [r.points for r in regions])
+        result: list[dict[str, Any]] = []
+        for region, rec in zip(regions, texts):
+            parts = [r for r in drawn if isinstance(r, dict) and str(r.get("id")) == region.id]
+            result.extend(self._region_answer(parts, region, rec.text, rec.score, image))
+        scores = [t.score for t in texts]
+        return {"result": result, "score": round(sum(scores) / len(scores), 6), "model_version": self.model_version}
+
+    def _region_answer(self, parts: list[dict[str, Any]], region: Region, text: str, score: float, image: DecodedImage) -> list[dict[str, Any]]:
+        """The drawn shape and labels as they were (the box must not move), plus its text."""
+        kept = [p for p in parts if p.get("type") != "textarea"]
+        shape = next((p for p in kept if any(k in p.get("value", {}) for k in ("points", "x"))), kept[0] if kept else parts[0])
+        geometry = {k: v for k, v in shape.get("value", {}).items() if k not in NON_GEOMETRY}
+        textarea = {
+            "id": region.id,
+            "from_name": self.config.textarea,
+            "to_name": shape.get("to_name") or self.config.image,
+            "type": "textarea",
+            "original_width": shape.get("original_width") or image.width,
+            "original_height": shape.get("original_height") or image.height,
+            "image_rotation": shape.get("image_rotation", 0),
+            "value": {**geometry, "text": [text]},
+            "score": score,
+        }
+        return [{**p, "score": score} for p in kept] + [textarea]
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    def fit(self, event: Any, data: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Annotation webhooks update the corrections store (idempotent: repeats and stale events change nothing)."""
+        if event not in WEBHOOK_EVENTS or not isinstance(data, dict):
+            return {"status": "ignored", "event": str(event)}
+        changed = store().apply_webhook({"action": event, **data})
+        return {"status": "stored" if changed else "unchanged", "event": event}
+
+    def process_event(self, event: str, data: dict[str, Any], job_id: Any, additional_params: dict[str, Any]) -> dict[str, Any]:
+        # label-studio-ml 1.0.9 calls fit((), event=..., data=...); route to the 2.x signature.
+        return self.fit(event, data, job_id=job_id)
