@@ -78,7 +78,8 @@ def load_dictionary(path: str | Path) -> list[str]:
     """A PaddleOCR dictionary file: one character a line (PaddleOCR adds the space itself
     when use_space_char is on, so a space is allowed too)."""
     text = Path(path).read_text(encoding="utf-8")
-    return [line.rstrip("\r\n") for line in text.splitlines() if line.rstrip("\r\n") != ""] + [" "]
+    # split("\n"), not splitlines(): dictionaries hold characters splitlines() would break on.
+    return [line.rstrip("\r") for line in text.split("\n") if line.rstrip("\r") != ""] + [" "]
 
 
 def text_issues(text: str, rules: Rules) -> list[tuple[str, str]]:
