@@ -139,8 +139,9 @@ class EditorModel:
     # -- navigation ----------------------------------------------------------------------------
 
     def select(self, region_id: str) -> None:
+        self._region(region_id)  # a stale id (line deleted meanwhile) must not act on another line
         ids = [r.id for r in self.lines]
-        if region_id in ids and ids.index(region_id) != self.line:
+        if ids.index(region_id) != self.line:
             self.line = ids.index(region_id)
             self.vertex = None
 
@@ -290,6 +291,7 @@ class EditorModel:
             if self.store.get_image(self.image_id).state == "reviewed":
                 self._reviewed.add(self.image_id)
         self._load(keep=edit.region_id)
+        self.vertex = None
         self.message = f"undone: {edit.op.replace('_', ' ')}"
 
     def toggle_zoom(self) -> None:
@@ -306,9 +308,9 @@ class EditorModel:
         cmd, rid = msg.get("cmd"), msg.get("region")
         self.message = ""
         if rid is not None and cmd not in ("select", "accept", "move"):
+            self.select(rid)
             if msg.get("text") is not None:
                 self.set_text(str(msg["text"]), rid)  # keep what was typed before leaving the line
-            self.select(rid)
         simple: dict[str, Callable[[], Any]] = {
             "next_line": self.next_line,
             "prev_line": self.prev_line,
@@ -441,7 +443,7 @@ class Editor(w.VBox):
         self.overlay = w.HTML(layout=w.Layout(grid_area="stack"))
         self.canvas = w.GridBox([self.base, self.overlay], layout=w.Layout(grid_template_areas='"stack"', width=f"{width + 4}px"))
         self.canvas.add_class("svtr-canvas")
-        self.lines = w.VBox(layout=w.Layout(width="420px", max_height="640px", overflow_y="auto"))
+        self.lines = w.VBox(layout=w.Layout(width="420px", max_height="640px", overflow="auto"))
         self.toolbar = self._toolbar()
         super().__init__([
             w.HTML(STYLE), self.status, self.toolbar,

@@ -1,0 +1,177 @@
+"""The models behind the JupyterLab widgets, with a real store and the real bundled engine
+(no browser: the browser test drives the same code through Chromium)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from svtr_label.page import IGNORE_TEXT
+from svtr_label.store import Store, StoreError
+from svtr_label_widgets import render
+from svtr_label_widgets.bridge import Bridge, row_class, script_html
+from svtr_label_widgets.editor import Editor, EditorModel
+
+
+@pytest.fixture()
+def review_store(tmp_path, synth_set, synth_predictions):
+    """A fresh store holding the engine's predictions for the generated pages."""
+    folder, pages = synth_set
+    store = Store(tmp_path / "review.sqlite")
+    for synth, page in zip(pages, synth_predictions):
+        store.add_page(page, image_ref=str(folder / synth.name))
+    yield store
+    store.close()
+
+
+@pytest.fixture()
+def model(review_store, engine):
+    return EditorModel(review_store, review_store.image_ids()[:3], engine=engine, who="tester")
+
+
+def test_lines_come_lowest_score_first_and_low_ones_are_flagged(model):
+    scores = [r.score for r in model.lines]
+    assert scores == sorted(scores)
+    model.low_score = 2.0  # every predicted line is "low" now
+    assert all(model.is_low(r) for r in model.lines)
+    model.accept()
+    assert not model.is_low(model.lines[0])  # checked lines are no longer flagged
+
+
+def test_accept_with_typed_text_is_in_the_store_after_a_restart(model, review_store):
+    region = model.current
+    model.accept("Corrected text", region.id)
+    assert model.current.id != region.id  # moved on to the next unchecked line
+    # A new connection is what a restarted kernel gets.
+    reopened = Store(review_store.path)
+    page = reopened.current_page(model.image_id)
+    assert {r.id: r.text for r in page.regions}[region.id] == "Corrected text"
+    assert reopened.region_states(model.image_id)[region.id] == "accepted"
+    assert reopened.get_image(model.image_id).state == "in_progress"
+    reopened.close()
+
+
+def test_unchanged_text_records_no_edit(model, review_store):
+    region = model.current
+    assert model.set_text(region.text, region.id) is False
+    assert review_store.history(model.image_id) == []
+
+
+def test_illegible_delete_and_undo(model, review_store):
+    first = model.current
+    model.mark_illegible()
+    assert model.current.text == IGNORE_TEXT and model.current.id == first.id
+    n = len(model.lines)
+    model.delete()
+    assert len(model.lines) == n - 1 and first.id not in [r.id for r in model.lines]
+    model.undo()
+    assert first.id in [r.id for r in model.lines]
+    model.undo()
+    assert {r.id: r.text for r in model.lines}[first.id] == first.text
+    model.undo()
+    assert "nothing to undo" in model.message
+
+
+def test_checking_every_line_marks_the_image_reviewed_and_undo_reopens_it(model, review_store):
+    for _ in range(len(model.lines)):
+        model.accept()
+    assert review_store.get_image(model.image_id).state == "reviewed"
+    assert model.progress().images_reviewed == 1
+    model.undo()
+    assert review_store.get_image(model.image_id).state == "in_progress"
+    assert model.progress().images_reviewed == 0
+
+
+def test_drawn_box_is_read_by_the_engine(model, synth_set):
+    """Delete a line, draw its true box again: the engine reads the true text into it."""
+    folder, pages = synth_set
+    truth = pages[0].lines[0]
+    model.go_to_image(0)
+    model.delete(min(model.lines, key=lambda r: render.bounds(r.points).y).id)  # the top line
+    rid = model.add_region(truth.quad)
+    added = {r.id: r for r in model.lines}[rid]
+    assert added.text == truth.text and added.score is not None
+    assert model.current.id == rid
+    model.undo()  # one undo takes the whole drawn box back
+    assert rid not in [r.id for r in model.lines]
+
+
+def test_moving_a_vertex_writes_points_and_rereading_updates_text(model, review_store):
+    region = model.current
+    model.move_vertex(2, 10_000, 10_000)  # dragged off the page: clamped to the corner
+    moved = model.current
+    assert moved.id == region.id and moved.points[2] == (model.page.width, model.page.height)
+    assert review_store.history(model.image_id)[-1].op == "set_points"
+    model.undo()
+    assert model.current.points == region.points
+    model.nudge(0, -3)  # no vertex selected: the whole box moves
+    assert all(abs(a[1] - b[1] - 3) < 1e-6 for a, b in zip(region.points, model.current.points))
+    model.set_text("garbage")
+    assert model.rerecognize() == region.text
+
+
+def test_browser_commands_drive_the_model(model, review_store):
+    """The JSON the page script sends (see bridge.py) maps onto the same actions."""
+    second = model.lines[1]
+    model.handle({"cmd": "select", "region": second.id})
+    assert model.current.id == second.id
+    model.handle({"cmd": "accept", "region": second.id, "text": "typed then Enter"})
+    assert {r.id: r.text for r in model.lines}[second.id] == "typed then Enter"
+    model.handle({"cmd": "next_line", "region": second.id, "text": "typed then Enter"})  # unchanged: no edit
+    model.handle({"cmd": "vertex", "vertex": 0})
+    assert model.vertex == 0
+    before = model.current.points[0]
+    model.handle({"cmd": "nudge", "dx": 5, "dy": 0})
+    assert model.current.points[0][0] == min(before[0] + 5, model.page.width)
+    model.handle({"cmd": "next_image"})
+    assert model.position == 1
+    ops = [e.op for e in review_store.history(model.image_ids[0])]
+    assert ops == ["set_text", "accept_region", "set_points"]
+
+
+def test_editor_view_renders_quads_rows_and_writes_typed_text(review_store, engine):
+    editor = Editor(review_store, engine=engine, who="tester")
+    model = editor.model
+    svg = editor.overlay.value
+    assert svg.count('class="svtr-quad') == len(model.lines)
+    assert svg.count('class="svtr-vertex"') == len(model.current.points)
+    assert "data:image/jpeg;base64," in editor.base.value and "svtrLabel" in editor.base.value
+    assert len(editor.lines.children) == len(model.lines)
+    row = editor._rows[model.current.id]
+    row.text.value = "typed in the box"  # what ipywidgets does on Enter / leaving the box
+    assert review_store.current_page(model.image_id).regions  # still readable
+    assert {r.id: r.text for r in review_store.current_page(model.image_id).regions}[row.region_id] == "typed in the box"
+    editor._command({"cmd": "zoom"})
+    assert editor._base_key[1] != render.whole_page(model.page.width, model.page.height)
+    editor._command({"cmd": "delete", "region": "no-such-line"})
+    assert "no line" in editor.status.value  # an error is shown, not raised into the notebook
+
+
+def test_bridge_ignores_anything_but_commands():
+    seen = []
+    bridge = Bridge("abc", seen.append)
+    bridge.widget.value = "not json"
+    bridge.widget.value = json.dumps({"cmd": "undo", "n": 1})
+    assert seen == [{"cmd": "undo", "n": 1}]
+    assert "svtr-bridge-abc" in bridge.widget._dom_classes
+
+
+def test_row_class_round_trips_any_region_id():
+    for rid in ("b2b0397fa1", "user-1", "中文 id/with spaces"):
+        cls = row_class(rid)
+        assert cls.replace("-", "").isalnum()
+        hexpart = cls[len("svtr-rid-"):]
+        assert bytes.fromhex(hexpart).decode("utf-16-be") == rid
+    assert "</script" not in script_html()[len("<script"):-len("</script>") - 200]
+
+
+def test_zoom_box_stays_inside_the_page():
+    box = render.zoom_box([(880, 5), (899, 5), (899, 20), (880, 20)], 900, 600)
+    assert box.x >= 0 and box.y >= 0 and box.x + box.width <= 900 and box.y + box.height <= 600
+    assert box.width >= 19 and box.height >= 15
+
+
+def test_model_needs_images(tmp_path):
+    with pytest.raises(StoreError, match="no images"):
+        EditorModel(Store(tmp_path / "empty.sqlite"))
