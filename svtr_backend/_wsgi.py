@@ -91,7 +91,12 @@ def webhook() -> Response:
         raise BadRequest("a webhook body needs an 'action' (e.g. ANNOTATION_CREATED)")
     project = body.get("project") if isinstance(body.get("project"), dict) else {}
     model = SvtrBackend(label_config=project.get("label_config") or _state["label_config"])
-    result = model.fit(event, body)
+    from svtr_label.store import StoreError
+
+    try:
+        result = model.fit(event, body)
+    except StoreError as exc:
+        return json_error(422, f"{event} not stored: {exc}")
     return jsonify(result), 201 if result.get("status") != "ignored" else 200
 
 

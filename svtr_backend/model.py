@@ -60,8 +60,11 @@ def fetcher() -> ImageFetcher:
     return _once("fetcher", ImageFetcher)
 
 
-def prediction_cache() -> PredictionCache:
-    # The same cache as `svtr-label predict`: an image predicted there costs a lookup here.
+def prediction_cache() -> PredictionCache | None:
+    """The same cache as `svtr-label predict` (an image predicted there costs a lookup here);
+    SVTR_PREDICTION_CACHE=off disables it."""
+    if os.environ.get("SVTR_PREDICTION_CACHE", "").lower() in ("off", "0", "false", "no"):
+        return None
     return _once("cache", lambda: PredictionCache(cache_dir() / "predictions.sqlite"))
 
 
@@ -81,6 +84,64 @@ def empty(reason: str | None = None) -> dict[str, Any]:
     if reason:
         out["error"] = reason  # ignored by Label Studio, read by people testing with curl
     return out
+
+
+def failed(task: Any, reason: str) -> dict[str, Any]:
+    task_id = task.get("id") if isinstance(task, dict) else None
+    log.warning("task %s: no prediction: %s", task_id, reason)
+    return empty(reason)
+
+
+def task_image(task: Any, config: LabelConfig, fetch: ImageFetcher) -> DecodedImage:
+    """The decoded image of a task (fetched under the URL policy, size limits applied)."""
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        raise ImageError("the task has no 'data' object")
+    url = task["data"].get(config.data_key)
+    if url is None:
+        raise ImageError(f"the task's data has no {config.data_key!r} key (the labeling config reads ${config.data_key})")
+    return decode_image(fetch.fetch(url, task.get("id")), str(url))
+
+
+def page_answer(page: Page, config: LabelConfig) -> dict[str, Any]:
+    return {"result": page_to_results(page, config), "score": round(page.score, 6), "model_version": page.model_version}
+
+
+def predict_tasks(
+    tasks: list[Any], config: LabelConfig, engine: OcrEngine, fetch: ImageFetcher, cache: PredictionCache | None = None
+) -> list[dict[str, Any]]:
+    """One prediction per task, in order; a task whose image fails gets `empty(reason)`.
+    Shared by /predict and `svtr-label push`."""
+    answers: list[dict[str, Any] | None] = [None] * len(tasks)
+    pending: list[tuple[int, DecodedImage]] = []
+    for i, task in enumerate(tasks):
+        try:
+            image = task_image(task, config, fetch)
+        except ImageError as exc:
+            answers[i] = failed(task, str(exc))
+            continue
+        hit = cache.get(image.sha256, engine.model_version) if cache is not None else None
+        if hit is not None:
+            answers[i] = page_answer(hit, config)
+        else:
+            pending.append((i, image))
+    # predict_batch retries image by image when the pipeline fails on a batch: one bad input fails alone.
+    for i, outcome in predict_batch(engine, pending) if pending else []:
+        if isinstance(outcome, Page):
+            if cache is not None:
+                cache.put(outcome)
+            answers[i] = page_answer(outcome, config)
+        else:
+            answers[i] = failed(tasks[i], outcome)
+    return [a if a is not None else empty() for a in answers]
+
+
+def _with_size_hint(data: dict[str, Any]) -> dict[str, Any]:
+    """Webhook tasks carry no results; the store reads an uploaded image's size from results,
+    so hand it the event's own annotation (whose results hold original_width/height)."""
+    task, ann = data.get("task"), data.get("annotation")
+    if not isinstance(task, dict) or not isinstance(ann, dict) or task.get("annotations") or task.get("predictions"):
+        return data
+    return {**data, "task": {**task, "annotations": [ann]}}
 
 
 class SvtrBackend(LabelStudioMLBase):
@@ -112,45 +173,10 @@ class SvtrBackend(LabelStudioMLBase):
         return self.predict_pages(tasks)
 
     def predict_pages(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        engine = backend_engine()
-        answers: list[dict[str, Any] | None] = [None] * len(tasks)
-        pending: list[tuple[int, DecodedImage]] = []
-        for i, task in enumerate(tasks):
-            try:
-                image = self.load_image(task)
-            except ImageError as exc:
-                answers[i] = self._failed(task, str(exc))
-                continue
-            hit = prediction_cache().get(image.sha256, engine.model_version)
-            if hit is not None:
-                answers[i] = self._answer(hit)
-            else:
-                pending.append((i, image))
-        for i, outcome in predict_batch(engine, pending) if pending else []:
-            if isinstance(outcome, Page):
-                prediction_cache().put(outcome)
-                answers[i] = self._answer(outcome)
-            else:
-                answers[i] = self._failed(tasks[i], outcome)
-        return [a if a is not None else empty() for a in answers]
-
-    def _answer(self, page: Page) -> dict[str, Any]:
-        return {"result": page_to_results(page, self.config), "score": round(page.score, 6), "model_version": page.model_version}
-
-    def _failed(self, task: Any, reason: str) -> dict[str, Any]:
-        task_id = task.get("id") if isinstance(task, dict) else None
-        log.warning("task %s: no prediction: %s", task_id, reason)
-        return empty(reason)
+        return predict_tasks(tasks, self.config, backend_engine(), fetcher(), prediction_cache())
 
     def load_image(self, task: dict[str, Any]) -> DecodedImage:
-        """The decoded image of a task (fetched under the URL policy, size limits applied)."""
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise ImageError("the task has no 'data' object")
-        url = task["data"].get(self.config.data_key)
-        if url is None:
-            raise ImageError(f"the task's data has no {self.config.data_key!r} key (the labeling config reads ${self.config.data_key})")
-        data = fetcher().fetch(url, task.get("id"))
-        return decode_image(data, str(url))
+        return task_image(task, self.config, fetcher())
 
     # -- interactive -----------------------------------------------------------------------------
 
@@ -159,7 +185,7 @@ class SvtrBackend(LabelStudioMLBase):
         try:
             image = self.load_image(task)
         except ImageError as exc:
-            return self._failed(task, str(exc))
+            return failed(task, str(exc))
         regions = results_to_regions([r for r in drawn if isinstance(r, dict)], image.width, image.height)
         if not regions:
             return empty("the context holds no rectangle or polygon to read")
@@ -195,7 +221,7 @@ class SvtrBackend(LabelStudioMLBase):
         """Annotation webhooks update the corrections store (idempotent: repeats and stale events change nothing)."""
         if event not in WEBHOOK_EVENTS or not isinstance(data, dict):
             return {"status": "ignored", "event": str(event)}
-        changed = store().apply_webhook({"action": event, **data})
+        changed = store().apply_webhook({"action": event, **_with_size_hint(data)})
         return {"status": "stored" if changed else "unchanged", "event": event}
 
     def process_event(self, event: str, data: dict[str, Any], job_id: Any, additional_params: dict[str, Any]) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def _raise_for(resp: requests.Response, what: str) -> None:
         return
     try:
         body: Any = resp.json()
-        detail = body.get("detail") or body.get("validation_errors") or body if isinstance(body, dict) else body
+        detail = (body.get("validation_errors") or body.get("detail") or body) if isinstance(body, dict) else body
     except ValueError:
         detail = resp.text[:300]
     raise LabelStudioError(f"{what}: HTTP {resp.status_code} from Label Studio: {detail}", resp.status_code)
