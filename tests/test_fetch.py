@@ -1,0 +1,292 @@
+"""Image fetching policy of the ML backend, against a real HTTP server on 127.0.0.1.
+
+The only stand-in is Label Studio's presign answer for cloud storage (s3://, gs://,
+azure-blob://): no bucket is reachable here, so `LabelStudio.presign` is replaced by a 303
+redirect to the local server, as Label Studio sends for a presigned URL.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from svtr_backend.fetch import FetchError, FetchSettings, ImageFetcher
+from svtr_label.lsclient import LabelStudio, TokenAuth
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 20), "white").save(buf, "PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
+
+
+class Handler(BaseHTTPRequestHandler):
+    seen: list[dict[str, str]] = []
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        Handler.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        port = self.server.server_address[1]
+        routes = {
+            "/img.png": lambda: self._send(200, PNG),
+            "/data/upload/1/img.png": lambda: self._send(200, PNG),
+            "/same-host-redirect": lambda: self._redirect("/img.png"),
+            "/other-host-redirect": lambda: self._redirect(f"http://localhost:{port}/img.png"),
+            "/loop": lambda: self._redirect("/loop"),
+            "/big-declared": lambda: self._send(200, b"x" * 10, length=10_000_000),
+            "/big-undeclared": self._stream_big,
+        }
+        routes.get(self.path.split("?")[0], lambda: self._send(404, b"nope"))()
+
+    def _send(self, status, body, length=None):
+        self.send_response(status)
+        self.send_header("Content-Length", str(length if length is not None else len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirect(self, location):
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _stream_big(self):
+        # No Content-Length: the client only learns the size by reading.
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for _ in range(64):
+            self.wfile.write(b"y" * 65536)
+        self.close_connection = True
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def make(tmp_path: Path, **kw) -> ImageFetcher:
+    kw.setdefault("cache", None)
+    return ImageFetcher(FetchSettings(**kw))
+
+
+# --- schemes and local files -------------------------------------------------------------------
+
+
+def test_file_urls_and_unknown_schemes_are_refused(tmp_path):
+    f = make(tmp_path)
+    with pytest.raises(FetchError, match="file:// URLs are refused"):
+        f.fetch("file:///etc/passwd")
+    with pytest.raises(FetchError, match="unsupported URL scheme 'ftp'"):
+        f.fetch("ftp://example.com/a.png")
+    with pytest.raises(FetchError, match="not a URL"):
+        f.fetch("")
+
+
+def test_bare_filesystem_paths_are_not_label_studio_urls(tmp_path):
+    f = make(tmp_path, ls_url="http://127.0.0.1:1", api_key="k")
+    with pytest.raises(FetchError, match="not a Label Studio file URL"):
+        f.fetch("/etc/passwd")
+
+
+def test_local_files_read_from_the_document_root(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a b.png").write_bytes(PNG)
+    f = make(tmp_path, document_root=tmp_path)
+    assert f.fetch("/data/local-files/?d=sub/a%20b.png") == PNG
+
+
+@pytest.mark.parametrize("ref", ["../outside.png", "sub/../../outside.png", "/etc/passwd", "%2E%2E/outside.png"])
+def test_local_files_cannot_escape_the_document_root(tmp_path, ref):
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "outside.png").write_bytes(PNG)
+    f = make(tmp_path, document_root=root)
+    with pytest.raises(FetchError, match="escapes LOCAL_FILES_DOCUMENT_ROOT"):
+        f.fetch("/data/local-files/?d=" + ref)
+
+
+def test_symlink_out_of_the_document_root_is_refused(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "secret.png").write_bytes(PNG)
+    (root / "link.png").symlink_to(tmp_path / "secret.png")
+    with pytest.raises(FetchError, match="escapes"):
+        make(tmp_path, document_root=root).fetch("/data/local-files/?d=link.png")
+
+
+def test_missing_local_file_says_so(tmp_path):
+    with pytest.raises(FetchError, match="no such file"):
+        make(tmp_path, document_root=tmp_path).fetch("/data/local-files/?d=nothing.png")
+
+
+def test_label_studio_paths_need_label_studio_url(tmp_path):
+    with pytest.raises(FetchError, match="set LABEL_STUDIO_URL"):
+        make(tmp_path).fetch("/data/upload/1/a.png")
+
+
+# --- hosts, addresses, redirects ---------------------------------------------------------------
+
+
+def test_host_outside_the_allow_list_is_refused_before_any_connection(tmp_path):
+    f = make(tmp_path, ls_url="http://127.0.0.1:1", api_key="k")
+    with pytest.raises(FetchError, match="neither the Label Studio host nor in SVTR_ALLOWED_HOSTS"):
+        f.fetch("http://images.example.com/a.png")
+
+
+def test_loopback_is_refused_even_with_a_wildcard_allow_list(tmp_path, server):
+    f = make(tmp_path, allowed_hosts=("*",))
+    with pytest.raises(FetchError, match="private, loopback or reserved"):
+        f.fetch(server.replace("127.0.0.1", "localhost") + "/img.png")
+
+
+def test_host_allowed_by_name_is_fetched(tmp_path, server):
+    assert make(tmp_path, allowed_hosts=("127.0.0.1",)).fetch(server + "/img.png") == PNG
+
+
+def test_redirect_on_the_same_host_is_followed(tmp_path, server):
+    assert make(tmp_path, allowed_hosts=("127.0.0.1",)).fetch(server + "/same-host-redirect") == PNG
+
+
+def test_redirect_to_another_host_is_refused(tmp_path, server):
+    f = make(tmp_path, allowed_hosts=("127.0.0.1", "localhost"))
+    with pytest.raises(FetchError, match="redirects to another host"):
+        f.fetch(server + "/other-host-redirect")
+
+
+def test_redirect_loop_stops(tmp_path, server):
+    with pytest.raises(FetchError, match="more than 5 redirects"):
+        make(tmp_path, allowed_hosts=("127.0.0.1",)).fetch(server + "/loop")
+
+
+def test_http_404_is_named(tmp_path, server):
+    with pytest.raises(FetchError, match=r"not found \(HTTP 404\)"):
+        make(tmp_path, allowed_hosts=("127.0.0.1",)).fetch(server + "/missing.png")
+
+
+# --- size limits and cache ---------------------------------------------------------------------
+
+
+def test_declared_size_over_the_limit_is_refused(tmp_path, server):
+    f = make(tmp_path, allowed_hosts=("127.0.0.1",), max_bytes=1_000_000)
+    with pytest.raises(FetchError, match="exceeds the 1000000-byte limit"):
+        f.fetch(server + "/big-declared")
+
+
+def test_undeclared_size_is_cut_off_while_reading(tmp_path, server):
+    f = make(tmp_path, allowed_hosts=("127.0.0.1",), max_bytes=1_000_000)
+    with pytest.raises(FetchError, match="exceeds the limit"):
+        f.fetch(server + "/big-undeclared")
+
+
+def test_downloads_are_cached_on_disk_by_url(tmp_path, server):
+    f = make(tmp_path, allowed_hosts=("127.0.0.1",), cache=tmp_path / "cache")
+    url = server + "/img.png?cache-test"
+    Handler.seen.clear()
+    assert f.fetch(url) == PNG
+    assert f.fetch(url) == PNG
+    assert [s["path"] for s in Handler.seen] == ["/img.png?cache-test"]  # the second came from disk
+
+
+# --- Label Studio host and credentials ---------------------------------------------------------
+
+
+def test_label_studio_host_gets_the_key_and_no_one_else_does(tmp_path, server, caplog):
+    token = "0123456789abcdef0123456789abcdef01234567"
+    f = make(tmp_path, ls_url=server, api_key=token, allowed_hosts=("localhost",))
+    Handler.seen.clear()
+    caplog.set_level(logging.DEBUG)
+    # LS host: relative and absolute URLs both carry the key
+    assert f.fetch("/data/upload/1/img.png") == PNG
+    assert Handler.seen[-1]["authorization"] == f"Token {token}"
+    assert f.fetch(server + "/img.png") == PNG
+    assert Handler.seen[-1]["authorization"] == f"Token {token}"
+    # another allowed host never sees it
+    assert f.fetch(server.replace("127.0.0.1", "localhost") + "/img.png") == PNG
+    assert "authorization" not in Handler.seen[-1]
+    assert token not in caplog.text
+    assert token not in repr(f.ls) + repr(f.ls.session.auth)
+
+
+def test_label_studio_404_names_the_url(tmp_path, server):
+    f = make(tmp_path, ls_url=server, api_key="k" * 40)
+    with pytest.raises(FetchError, match=r"/data/upload/1/missing.png: not found \(HTTP 404\)"):
+        f.fetch("/data/upload/1/missing.png")
+
+
+def test_token_kinds_are_told_apart():
+    legacy = TokenAuth("http://ls", "0123456789abcdef0123456789abcdef01234567")
+    assert not legacy.personal and legacy.header() == "Token 0123456789abcdef0123456789abcdef01234567"
+    # header.payload.signature with token_type refresh: a personal access token
+    pat = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCIsImV4cCI6OTk5OTk5OTk5OX0.c2ln"
+    assert TokenAuth("http://ls", pat).personal
+    assert "eyJ" not in repr(TokenAuth("http://ls", pat))
+
+
+# --- cloud storage through Label Studio's presign endpoint (mocked: no bucket reachable) ---------
+
+
+class _Redirect:
+    """What LabelStudio.presign returns for a presigned storage: a 303 to the signed URL."""
+
+    is_redirect = True
+
+    def __init__(self, location):
+        self.headers = {"Location": location}
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/a.png", "gs://bucket/a.png", "azure-blob://container/a.png"])
+def test_cloud_uri_is_presigned_by_label_studio_then_fetched_without_the_key(tmp_path, server, monkeypatch, uri):
+    asked = []
+
+    def presign(self, task, u):  # mock of Label Studio's presign answer (cloud storage only)
+        asked.append((task, u))
+        return _Redirect(server.replace("127.0.0.1", "localhost") + "/img.png?X-Amz-Signature=secret")
+
+    monkeypatch.setattr(LabelStudio, "presign", presign)
+    f = make(tmp_path, ls_url="http://ls.invalid", api_key="k" * 40, allowed_hosts=("localhost",), cache=tmp_path / "c")
+    Handler.seen.clear()
+    assert f.fetch(uri, task_id=7) == PNG
+    assert asked == [(7, uri)]
+    assert "authorization" not in Handler.seen[-1]
+    assert f.fetch(uri, task_id=7) == PNG and len(asked) == 1  # cached by storage URI, not by signed URL
+
+
+def test_presigned_url_to_a_private_address_is_refused(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(LabelStudio, "presign", lambda self, task, u: _Redirect(server.replace("127.0.0.1", "localhost") + "/img.png"))
+    f = make(tmp_path, ls_url="http://ls.invalid", api_key="k" * 40)
+    with pytest.raises(FetchError, match="private, loopback or reserved"):
+        f.fetch("s3://bucket/a.png", task_id=1)
+
+
+def test_cloud_uri_needs_label_studio_and_a_task(tmp_path):
+    with pytest.raises(FetchError, match="resolved by Label Studio"):
+        make(tmp_path).fetch("s3://bucket/a.png", task_id=1)
+    with pytest.raises(FetchError, match="needs its task id"):
+        make(tmp_path, ls_url="http://ls.invalid", api_key="k").fetch("gs://bucket/a.png")
+
+
+def test_requests_follow_no_redirect_on_their_own(tmp_path, server):
+    """Sanity check of the harness: the redirect route really redirects."""
+    r = requests.get(server + "/other-host-redirect", allow_redirects=False, timeout=5)
+    assert r.status_code == 302
