@@ -537,8 +537,11 @@ class Store:
             nxt = self._winning_annotation(conn, image_id)
             if nxt is not None:
                 self._replace(conn, image_id, json.loads(nxt["regions"]), nxt["who"] or "label-studio", int(nxt["annotation_id"]))
-            else:  # back to the page as it was before that annotation
-                applied = conn.execute("SELECT before FROM edits WHERE annotation_id = ? AND op = 'replace' ORDER BY id LIMIT 1", (ann_id,)).fetchone()
+            else:  # no annotation left: back to the page as it was before the first one came
+                applied = conn.execute(
+                    "SELECT before FROM edits WHERE image_id = ? AND annotation_id IS NOT NULL AND op = 'replace' AND undone = 0 ORDER BY id LIMIT 1",
+                    (image_id,),
+                ).fetchone()
                 self._replace(conn, image_id, json.loads(applied[0]) if applied else [], _annotator(ann) or "label-studio", ann_id, op="replace")
                 conn.execute("UPDATE images SET state = 'in_progress' WHERE id = ?", (image_id,))
         return True

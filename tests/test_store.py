@@ -1,0 +1,270 @@
+"""The corrections store on real pipeline pages: edits with history and undo, Label Studio
+round trips and webhooks, schema versioning, and a writer killed mid-write."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from svtr_label.labelstudio import LabelConfig, page_to_results, recommended_config
+from svtr_label.page import IGNORE_TEXT, Page, Region
+from svtr_label.store import SCHEMA_VERSION, Store, StoreError, is_store_file
+
+CONFIG = LabelConfig.parse(recommended_config())
+
+
+# --- helpers other test files import ------------------------------------------------------------
+
+
+def truth_page(synth_page, image_path: Path) -> Page:
+    """The generated page's known lines as a Page of the image file."""
+    from svtr_label.images import read_image
+
+    img = read_image(image_path)
+    regions = tuple(Region(f"t{i}", line.quad, line.text) for i, line in enumerate(synth_page.lines))
+    return Page(img.width, img.height, img.sha256, regions, source=str(image_path))
+
+
+def annotated_task(task_id: int, ref: str, page: Page, ann_id: int, updated_at: str = "2026-01-01T00:00:00Z", who: str = "ann@example.com") -> dict:
+    """A Label Studio task as exported, with one annotation holding `page`."""
+    return {
+        "id": task_id,
+        "data": {"image": ref},
+        "annotations": [{"id": ann_id, "updated_at": updated_at, "completed_by": {"email": who}, "result": page_to_results(page, CONFIG)}],
+    }
+
+
+def texts(page: Page) -> list[str]:
+    return [r.text for r in page.regions]
+
+
+# --- edits ------------------------------------------------------------------------------------
+
+
+def test_edits_history_undo_and_listing(tmp_path, synth_set, synth_predictions):
+    folder, pages = synth_set
+    pred = synth_predictions[0]
+    db = tmp_path / "s.db"
+    store = Store(db)
+    image_id = store.add_page(pred, str(folder / pages[0].name))
+    assert store.add_page(pred, str(folder / pages[0].name)) == image_id  # upsert by sha256
+    r0, r1, r2, r3 = (r.id for r in pred.regions[:4])
+
+    store.set_text(image_id, r0, "Corrected line", who="alice")
+    store.mark_illegible(image_id, r1, who="alice")
+    store.delete_region(image_id, r2, who="bob")
+    new = Region("new1", ((10, 10), (60, 10), (60, 30), (10, 30)), "added")
+    store.add_region(image_id, new, who="bob")
+    store.set_points(image_id, r3, [(1, 1), (50, 1), (50, 20), (1, 20)], who="bob")
+    store.accept_region(image_id, pred.regions[4].id, who="bob")
+
+    page = store.current_page(image_id)
+    by_id = {r.id: r for r in page.regions}
+    assert by_id[r0].text == "Corrected line"
+    assert by_id[r1].text == IGNORE_TEXT
+    assert r2 not in by_id
+    assert by_id["new1"].text == "added"
+    assert by_id[r3].points == ((1, 1), (50, 1), (50, 20), (1, 20))
+    assert len(page.regions) == len(pred.regions)  # one deleted, one added
+    assert store.region_states(image_id)[pred.regions[4].id] == "accepted"
+    assert store.region_states(image_id)[r0] == "corrected"
+
+    hist = store.history(image_id)
+    assert [h.op for h in hist] == ["set_text", "mark_illegible", "delete_region", "add_region", "set_points", "accept_region"]
+    assert hist[0].who == "alice" and hist[0].before["text"] == pred.regions[0].text and hist[0].after["text"] == "Corrected line"
+    assert hist[2].after is None and hist[3].before is None
+
+    with pytest.raises(StoreError):
+        store.set_text(image_id, "no-such-region", "x")
+
+    # Review state, and undo walking back through every kind of edit.
+    store.set_image_state(image_id, "reviewed", who="carol")
+    info = store.get_image(image_id)
+    assert (info.state, info.n_lines, info.model_versions) == ("reviewed", len(pred.regions), (pred.model_version,))
+    assert info.min_score == min(r.score for r in page.regions if r.score is not None)
+    assert store.undo(image_id).op == "set_state"
+    assert store.get_image(image_id).state == "in_progress"  # editing had started the review
+    for _ in range(6):
+        store.undo(image_id)
+    assert store.undo(image_id) is None
+    assert store.current_page(image_id) == pred
+    assert all(h.undone for h in store.history(image_id))
+
+    # Everything is on disk: a fresh connection sees the same.
+    store.set_text(image_id, r0, "after undo", who="alice")
+    store.close()
+    again = Store(db)
+    assert again.current_page(image_id).regions[0].text == "after undo"
+    assert again.schema_version == SCHEMA_VERSION and is_store_file(db)
+    assert [i.id for i in again.images(state="in_progress")] == [image_id]
+    assert again.images(state="reviewed") == []
+
+
+def test_new_prediction_keeps_corrections_on_their_base(tmp_path, synth_predictions):
+    pred = synth_predictions[1]
+    store = Store(tmp_path / "s.db")
+    image_id = store.add_page(pred, "page.png")
+    store.set_text(image_id, pred.regions[0].id, "fixed", who="alice")
+    rerun = pred.with_(model_version="other-model@1234", regions=pred.regions[1:])
+    store.add_page(rerun, "page.png")
+    # The corrected page stays on the prediction it was corrected on; the new one is kept apart.
+    assert store.current_page(image_id).regions[0].text == "fixed"
+    assert store.current_page(image_id, model_version="other-model@1234") == rerun
+    assert set(store.predictions(image_id)) == {pred.model_version, "other-model@1234"}
+
+
+# --- Label Studio -------------------------------------------------------------------------------
+
+
+def test_label_studio_round_trip(tmp_path, synth_set, synth_predictions):
+    from label_studio_sdk.label_interface import LabelInterface
+
+    folder, pages = synth_set
+    store = Store(tmp_path / "a.db")
+    ids = [store.add_page(p, str(folder / sp.name)) for p, sp in zip(synth_predictions[:2], pages[:2])]
+    store.set_text(ids[0], synth_predictions[0].regions[0].id, "Round trip 1", who="alice")
+    store.mark_illegible(ids[0], synth_predictions[0].regions[1].id, who="alice")
+    store.set_image_state(ids[1], "reviewed", who="bob")
+
+    tasks = json.loads(json.dumps(store.to_label_studio_tasks()))
+    interface = LabelInterface(recommended_config())
+    for task in tasks:
+        for pred in task["predictions"]:
+            assert interface.validate_prediction(pred, return_errors=True) in (True, [])
+    assert all(t["annotations"] for t in tasks)
+
+    back = Store(tmp_path / "b.db")
+    back.import_label_studio_tasks(tasks)
+    for image_id, sp in zip(ids, pages[:2]):
+        other = back.find_image(ref=str(folder / sp.name))
+        a, b = store.current_page(image_id), back.current_page(other)
+        assert texts(b) == texts(a)
+        for ra, rb in zip(a.regions, b.regions):
+            assert [c for pt in rb.points for c in pt] == pytest.approx([c for pt in ra.points for c in pt], abs=1e-6)
+        assert a.model_version in back.predictions(other)
+        assert back.get_image(other).sha256 == a.sha256  # hashed from the local file
+    assert texts(back.current_page(back.find_image(ref=str(folder / pages[0].name))))[:2] == ["Round trip 1", IGNORE_TEXT]
+
+
+def test_import_latest_annotation_wins(tmp_path, synth_set):
+    folder, pages = synth_set
+    path = folder / pages[2].name
+    truth = truth_page(pages[2], path)
+    older = truth.with_(regions=(truth.regions[0].with_(text="older"),) + truth.regions[1:])
+    task = annotated_task(5, str(path), truth, 11, "2026-02-01T10:00:00Z")
+    task["annotations"].append(annotated_task(5, str(path), older, 10, "2026-01-01T10:00:00Z")["annotations"][0])
+    store = Store(tmp_path / "s.db")
+    (image_id,) = store.import_label_studio_tasks([task])
+    assert texts(store.current_page(image_id)) == [l.text for l in pages[2].lines]
+    assert store.get_image(image_id).state == "reviewed"
+    assert store.reviewers(image_id) == ["ann@example.com"]
+
+
+def test_webhook_idempotent_and_out_of_order(tmp_path, synth_set, synth_predictions):
+    folder, pages = synth_set
+    path, pred = folder / pages[0].name, synth_predictions[0]
+    store = Store(tmp_path / "s.db")
+    image_id = store.add_page(pred, str(path))
+    task = {"id": 3, "data": {"image": str(path)}}
+
+    def event(action, ann_id, stamp, first_text):
+        page = pred.with_(regions=(pred.regions[0].with_(text=first_text),) + pred.regions[1:])
+        ann = {"id": ann_id, "updated_at": stamp, "completed_by": {"email": "w@example.com"}, "result": page_to_results(page, CONFIG)}
+        return {"action": action, "task": task, "annotation": ann}
+
+    first = lambda: store.current_page(image_id).regions[0].text  # noqa: E731
+    v1 = event("ANNOTATION_CREATED", 1, "2026-03-01T10:00:00Z", "v1")
+    v2 = event("ANNOTATION_UPDATED", 1, "2026-03-01T10:05:00Z", "v2")
+    assert store.apply_webhook(v1) and first() == "v1"
+    assert not store.apply_webhook(v1)  # repeated delivery
+    assert store.apply_webhook(v2) and first() == "v2"
+    assert not store.apply_webhook(v1)  # late, older event
+    n_edits = len(store.history(image_id))
+
+    # A second annotator's older annotation does not beat the newer one.
+    assert store.apply_webhook(event("ANNOTATION_CREATED", 2, "2026-03-01T09:00:00Z", "other"))
+    assert first() == "v2" and len(store.history(image_id)) == n_edits
+    # Deleting the winner falls back to the next one; deleting that restores the prediction.
+    assert store.apply_webhook(event("ANNOTATION_DELETED", 1, "2026-03-01T11:00:00Z", "v2"))
+    assert first() == "other"
+    assert not store.apply_webhook(event("ANNOTATION_DELETED", 1, "2026-03-01T11:00:00Z", "v2"))
+    assert store.apply_webhook(event("ANNOTATION_DELETED", 2, "2026-03-01T11:00:00Z", "other"))
+    assert first() == pred.regions[0].text
+    # An update arriving after its delete stays deleted; a delete seen first blocks the create.
+    assert not store.apply_webhook(event("ANNOTATION_UPDATED", 2, "2026-03-01T12:00:00Z", "zombie"))
+    assert store.apply_webhook(event("ANNOTATION_DELETED", 9, "2026-03-01T12:00:00Z", "x"))
+    assert not store.apply_webhook(event("ANNOTATION_CREATED", 9, "2026-03-01T11:59:00Z", "ghost"))
+    assert first() == pred.regions[0].text
+    assert not store.apply_webhook({"action": "PROJECT_UPDATED"})
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+
+def test_schema_migrates_old_and_refuses_newer(tmp_path):
+    old = tmp_path / "old.db"
+    sqlite3.connect(old).close()  # an empty file at user_version 0
+    assert Store(old).schema_version == SCHEMA_VERSION
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(newer)
+
+
+# --- crash safety ---------------------------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from svtr_label.page import Page, Region
+    from svtr_label.store import Store
+    store = Store(sys.argv[1])
+    image_id = int(sys.argv[2])
+    for n in range(200):
+        store.set_text(image_id, "r0", f"text {n}", who="writer")
+        print(n, flush=True)
+    # One big import: a single transaction, killed before it commits.
+    quad = [[10, 10], [90, 10], [90, 40], [10, 40]]
+    result = [{"id": "a", "type": "textarea", "from_name": "transcription", "to_name": "image", "original_width": 100,
+               "original_height": 50, "value": {"points": quad, "text": ["x"]}}]
+    tasks = [{"id": 1000 + i, "data": {"image": f"/nowhere/{i}.png"}, "predictions": [{"model_version": "m", "result": result}]}
+             for i in range(20000)]
+    print("importing", flush=True)
+    store.import_label_studio_tasks(tasks)
+    print("imported", flush=True)
+    """
+)
+
+
+def test_killed_writer_loses_nothing_committed(tmp_path):
+    db = tmp_path / "s.db"
+    store = Store(db)
+    image_id = store.add_page(Page(100, 50, "f" * 64, (Region("r0", ((0, 0), (10, 0), (10, 5), (0, 5)), "start"),), model_version="m"), "x.png")
+    store.close()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(image_id)], stdout=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        seen.append(line.strip())
+        if line.strip() == "importing":
+            time.sleep(0.5)
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert "imported" not in seen, "the import finished before the kill: make it bigger"
+
+    store = Store(db)
+    assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    edits = [h for h in store.history(image_id) if h.op == "set_text"]
+    assert [h.after["text"] for h in edits] == [f"text {n}" for n in range(200)]
+    assert store.current_page(image_id).regions[0].text == "text 199"
+    assert store.image_ids() == [image_id]  # nothing of the killed import
