@@ -103,10 +103,11 @@ def text_issues(text: str, rules: Rules) -> list[tuple[str, str]]:
 def geometry_issues(points: Sequence[Sequence[float]]) -> list[tuple[str, str]]:
     """(kind, message) when the outline cannot be cropped or used as a detection box."""
     distinct = {(round(x, 3), round(y, 3)) for x, y in points}
+    # Crossing first: a symmetric bow tie's signed areas cancel to 0, but its fault is the order.
+    if len(distinct) >= 3 and is_self_intersecting(points):
+        return [("self_intersecting", "outline crosses itself (corners out of order)")]
     if len(distinct) < 3 or polygon_area(points) < MIN_AREA:
         return [("degenerate", f"outline has area {polygon_area(points):.2f} px^2 ({len(distinct)} distinct points)")]
-    if is_self_intersecting(points):
-        return [("self_intersecting", "outline crosses itself (corners out of order)")]
     return []
 
 
