@@ -11,7 +11,7 @@ OPENCV := opencv-contrib-python==4.10.0.84
 .PHONY: demo test setup system-deps label-studio clean
 
 demo: $(VENV)/.installed
-	$(BIN)/svtr-label predict samples --profile bundled --root samples -o out/tasks.json
+	$(BIN)/svtr-label predict samples --profile bundled --root . -o out/tasks.json
 
 test: $(VENV)/.installed system-deps label-studio
 	SVTR_LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio bash .ci/pytest.sh $(BIN)/python

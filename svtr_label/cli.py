@@ -153,9 +153,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not paths:
         print("svtr-label: error: no image files found in " + " ".join(args.paths), file=sys.stderr)
         return 1
-    for p in paths:  # fail before the long part, not after it
-        if p.exists():
-            image_ref(p)
+    refs = [image_ref(p) for p in paths if p.exists()]  # fail before the long part, not after it
+    if args.image_ref == "local-files" and any("/" not in r.split("?d=", 1)[1] for r in refs):
+        print(
+            "svtr-label: warning: some images lie directly in the document root; Label Studio serves local files "
+            "only from a storage folder below LOCAL_FILES_DOCUMENT_ROOT: pass --root the parent folder",
+            file=sys.stderr,
+        )
     engine = engine_from_args(args)
     cache = None if args.no_cache else PredictionCache(cache_dir() / "predictions.sqlite")
 
