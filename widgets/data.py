@@ -56,12 +56,13 @@ def preannotate_into(store: Store, paths: Iterable[Path], engine: OcrEngine) -> 
 
 
 def sample_images(folder: str | Path, n_pages: int = 6, seed: int = 0) -> list[Path]:
-    """Generated pages with known text (svtr_label.synth), written once into `folder`."""
+    """The first `n_pages` images of `folder` (the repo's shipped samples/ by default in the
+    notebooks); an empty or missing folder gets generated pages with known text (svtr_label.synth)."""
     from svtr_label.synth import write_dataset
 
     out = Path(folder)
     existing = find_images([out]) if out.is_dir() else []
-    if len(existing) >= n_pages:
-        return existing[:n_pages]
-    write_dataset(out, n_pages, seed=seed)
-    return find_images([out])[:n_pages]
+    if not existing:
+        write_dataset(out, n_pages, seed=seed)
+        existing = find_images([out])
+    return existing[:n_pages]

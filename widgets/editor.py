@@ -349,7 +349,7 @@ STYLE = """<style>
 .svtr-editor .svtr-line.svtr-low .widget-text input { border-color: #e53935; }
 .svtr-editor .svtr-line.svtr-checked .widget-text input { background: #f1f8e9; }
 .svtr-editor .svtr-canvas:focus { outline: 2px solid #1e88e5; }
-.svtr-editor .svtr-crop img { max-width: 100%; max-height: 56px; display: block; }
+.svtr-editor .svtr-crop img { height: 40px; width: auto; max-width: 100%; object-fit: contain; object-position: left; display: block; }
 .svtr-editor .svtr-meta { font-size: 11px; color: #555; }
 </style>"""
 
@@ -383,7 +383,8 @@ class _Row:
         self.crop.add_class("svtr-crop")
         self.text = w.Text(value=region.text, continuous_update=False, layout=w.Layout(width="98%"))
         self.text.observe(lambda ch: editor._typed(self.region_id, ch["new"]), names="value")
-        self.box = w.VBox([self.crop, self.text])
+        # No shrinking: in the scrolled list a squeezed row would hide its text box.
+        self.box = w.VBox([self.crop, self.text], layout=w.Layout(flex="0 0 auto"))
         self.box.add_class("svtr-line")
         self.box.add_class(row_class(region.id))
         self._crop_key: tuple | None = None

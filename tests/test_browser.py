@@ -1,0 +1,213 @@
+"""A reviewer's session in a real browser: JupyterLab on loopback with a token, Debian's Chromium
+driven by Playwright, the review notebook run from the Run menu; the editor's picture and boxes
+render, a line is corrected by typing, a corner is dragged, a box is drawn, and all of it is in
+the store. Screenshots go to test-artifacts/ (docs/editor.png with SVTR_UPDATE_DOCS=1)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from svtr_label.store import Store
+
+pytestmark = [pytest.mark.browser, pytest.mark.pipeline]
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("SVTR_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+NOTEBOOK = "02_review_and_correct.ipynb"
+EDITED = "Playwright was here"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer on {url} within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab serving a temp folder holding the review notebook; its kernels use a temp store."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copy(REPO / "notebooks" / NOTEBOOK, root / NOTEBOOK)
+    config = root / ".jupyter-config"
+    (config / "labconfig").mkdir(parents=True)
+    # The news pop-up would cover the notebook; nothing here may reach the network anyway.
+    (config / "labconfig" / "page_config.json").write_text(
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
+    )
+    token, port = secrets.token_hex(16), free_port()
+    env = {
+        **os.environ,
+        "SVTR_WORK": str(root / "work"),
+        "SVTR_SAMPLES": str(REPO / "samples"),
+        "SVTR_N_SAMPLES": "2",
+        "SVTR_REVIEWER": "playwright",
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(root / ".jupyter-runtime"),
+    }
+    log = root / "jupyterlab.log"
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={root / '.workspaces'}",
+        f"--LabApp.user_settings_dir={root / '.settings'}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",  # the default one asks PyPI
+    ]
+    if os.geteuid() == 0:  # CI and the dev machines run as root
+        cmd.append("--allow-root")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_server(f"{base}/api/status?token={token}", proc, log)
+        yield {"url": f"{base}/lab/tree/{NOTEBOOK}?token={token}", "store": root / "work" / "review.sqlite"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(log, ARTIFACTS / "jupyterlab.log")
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1600, "height": 1100})
+        tab.set_default_timeout(60_000)
+        console: list[str] = []
+        tab.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        try:
+            yield tab
+        finally:
+            tab.screenshot(path=str(ARTIFACTS / "browser-final.png"), full_page=True)
+            (ARTIFACTS / "browser-console.log").write_text("\n".join(console))
+            browser.close()
+
+
+def run_all_cells(tab) -> None:
+    tab.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    tab.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+
+def status(tab) -> str:
+    return tab.locator(".svtr-editor .widget-html").nth(1).inner_text()
+
+
+def wait_until(check, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_review_notebook_in_jupyterlab(lab, page):
+    tab = page
+    tab.goto(lab["url"])
+    tab.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    tab.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus", timeout=90_000)
+    run_all_cells(tab)
+
+    # The picture and its boxes are drawn; one row per line beside them.
+    tab.wait_for_selector(".svtr-editor .svtr-overlay polygon.svtr-quad", timeout=180_000)
+    editor = tab.locator(".svtr-editor").first
+    editor.scroll_into_view_if_needed()
+    quads = tab.locator(".svtr-overlay polygon.svtr-quad")
+    rows = tab.locator(".svtr-editor .svtr-line")
+    assert quads.count() > 0 and quads.count() == rows.count()
+    picture = tab.locator(".svtr-base image").bounding_box()
+    assert picture and picture["width"] > 300 and picture["height"] > 100
+    assert tab.evaluate("() => !!window.svtrLabel"), "the editor's script did not install"
+    tab.screenshot(path=str(ARTIFACTS / "01-editor-rendered.png"), full_page=True)
+
+    with Store(lab["store"]) as store:
+        image_id = store.image_ids()[0]
+        lowest = min(store.current_page(image_id).regions, key=lambda r: r.score if r.score is not None else -1)
+    lowest_text = lowest.text
+
+    # Correct the first (lowest-confidence) line by typing, then Enter.
+    box = rows.first.locator("input")
+    assert box.input_value() == lowest_text
+    box.click()
+    box.press("Control+A")
+    box.type(EDITED)
+    box.press("Enter")
+    wait_until(lambda: "lines checked 1/" in status(tab), what="the status to count the accepted line")
+    # Enter moved the keyboard to the next line's text box.
+    wait_until(lambda: tab.evaluate("() => document.activeElement && document.activeElement.closest('.svtr-line') !== null"
+                                    " && document.activeElement.closest('.svtr-line') !== document.querySelector('.svtr-line')"),
+               what="focus on the next line")
+    with Store(lab["store"]) as store:
+        texts = {r.id: r.text for r in store.current_page(image_id).regions}
+        assert texts[lowest.id] == EDITED
+        assert store.region_states(image_id)[lowest.id] == "accepted"
+        assert [e.who for e in store.history(image_id)] == ["playwright", "playwright"]
+    tab.screenshot(path=str(ARTIFACTS / "02-line-corrected.png"), full_page=True)
+
+    # Drag a corner of the current line: the new point is stored.
+    handle = tab.locator(".svtr-overlay circle.svtr-vertex").nth(1)
+    hb = handle.bounding_box()
+    tab.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
+    tab.mouse.down()
+    tab.mouse.move(hb["x"] + 25, hb["y"] - 10, steps=5)
+    tab.mouse.up()
+    with Store(lab["store"]) as store:
+        wait_until(lambda: store.history(image_id)[-1].op == "set_points", what="the dragged corner in the store")
+
+    # Shift+drag draws a new box; the engine reads its text.
+    overlay = tab.locator(".svtr-canvas").first.bounding_box()  # the overlay itself is redrawn after each edit
+    n_before = quads.count()
+    tab.keyboard.down("Shift")
+    tab.mouse.move(overlay["x"] + 10, overlay["y"] + 10)
+    tab.mouse.down()
+    tab.mouse.move(overlay["x"] + 150, overlay["y"] + 60, steps=5)
+    tab.mouse.up()
+    tab.keyboard.up("Shift")
+    wait_until(lambda: quads.count() == n_before + 1, what="the drawn box")
+    with Store(lab["store"]) as store:
+        assert store.history(image_id)[-1].op == "add_region"
+
+    # Alt+Z in the editor undoes it.
+    tab.locator(".svtr-editor .svtr-line input").first.click()
+    tab.keyboard.press("Alt+KeyZ")
+    wait_until(lambda: quads.count() == n_before, what="undo of the drawn box")
+
+    editor.screenshot(path=str(ARTIFACTS / "03-editor.png"))
+    if os.environ.get("SVTR_UPDATE_DOCS") == "1":
+        editor.screenshot(path=str(REPO / "docs" / "editor.png"))
