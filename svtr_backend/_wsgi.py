@@ -26,13 +26,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script (label-studio-ml start): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flask import Flask, Response, jsonify, request  # noqa: E402
+from flask import Flask, Response, current_app, jsonify, request  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from label_studio_ml.api import init_app  # noqa: E402
 from svtr_backend.model import SvtrBackend, backend_engine, engine_if_built  # noqa: E402
 from svtr_label.labelstudio import ConfigError  # noqa: E402
-from svtr_label.profiles import ModelError  # noqa: E402
+from svtr_label.profiles import ModelError, cache_dir  # noqa: E402
 
 log = logging.getLogger("svtr_backend")
 
@@ -100,6 +100,11 @@ def webhook() -> Response:
     return jsonify(result), 201 if result.get("status") != "ignored" else 200
 
 
+def train() -> Response:
+    """POST /train: Label Studio < 1.4 only. 1.0.9 would fork a training job writing into the package folder."""
+    return json_error(410, "/train is gone since Label Studio 1.4: annotation events arrive at /webhook")
+
+
 def health() -> Response:
     """GET /health: up, which profile, and whether the models are loaded (LS calls it often: no loading here)."""
     info: dict[str, Any] = {"status": "UP", "model_class": SvtrBackend.__name__, "profile": os.environ.get("SVTR_PROFILE") or "svtrv2"}
@@ -129,10 +134,21 @@ def _check_basic_auth() -> Response | None:
     return resp
 
 
+def _too_large(limit: int | None) -> Response:
+    return json_error(413, f"the request body exceeds the {limit}-byte limit (SVTR_MAX_REQUEST_BYTES)")
+
+
+def _check_size() -> Response | None:
+    """Refuse an oversized body before reading it (Flask 1.1 only enforces the limit on forms)."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and (request.content_length or 0) > limit:
+        return _too_large(limit)
+    return None
+
+
 def _http_error(exc: HTTPException) -> Response:
     if exc.code == 413:
-        limit = int(os.environ.get("SVTR_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
-        return json_error(413, f"the request body exceeds the {limit}-byte limit (SVTR_MAX_REQUEST_BYTES)")
+        return _too_large(current_app.config.get("MAX_CONTENT_LENGTH"))
     return json_error(exc.code or 500, exc.description or exc.name)
 
 
@@ -162,7 +178,8 @@ def create_app(preload: bool = True) -> Flask:
     label-studio-ml keeps one Flask app per process: a second call returns it unchanged."""
     app = init_app(
         model_class=SvtrBackend,
-        model_dir=os.environ.get("MODEL_DIR", str(Path(__file__).resolve().parent)),
+        # Job folders of label-studio-ml (/versions): in the cache, never inside the installed package.
+        model_dir=os.environ.get("MODEL_DIR", str(cache_dir() / "ml-backend")),
         redis_queue=os.environ.get("RQ_QUEUE_NAME", "default"),
         redis_host=os.environ.get("REDIS_HOST", "localhost"),
         redis_port=int(os.environ.get("REDIS_PORT", 6379)),
@@ -172,9 +189,9 @@ def create_app(preload: bool = True) -> Flask:
     app.config["SVTR_BACKEND"] = True
     app.config["MAX_CONTENT_LENGTH"] = int(os.environ.get("SVTR_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
     app.config["JSON_AS_ASCII"] = False
-    for endpoint, view in (("_predict", predict), ("_setup", setup), ("webhook", webhook), ("health", health)):
+    for endpoint, view in (("_predict", predict), ("_setup", setup), ("webhook", webhook), ("health", health), ("_train", train)):
         app.view_functions[endpoint] = view
-    app.before_request_funcs.setdefault(None, []).insert(0, _check_basic_auth)
+    app.before_request_funcs.setdefault(None, [])[:0] = [_check_basic_auth, _check_size]
     # 1.0.9 registers string-returning handlers for a few exception classes: JSON for all.
     for cls in (HTTPException, FileNotFoundError, AssertionError, IndexError, Exception):
         app.register_error_handler(cls, _unexpected)

@@ -148,6 +148,8 @@ class SvtrBackend(LabelStudioMLBase):
     """Pre-annotates text lines (polygon or rectangle + per-region transcription)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("label_config"):
+            LabelConfig.parse(kwargs["label_config"])  # our clear ConfigError before label-studio-ml's parser
         super().__init__(*args, **kwargs)
         if not getattr(self, "_svtr_ready", False):
             self.setup()  # 2.x calls setup() from its constructor; 1.0.9 never does

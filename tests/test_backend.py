@@ -1,0 +1,341 @@
+"""The ML backend's HTTP API through Flask's test client, on the real bundled engine and the real
+images of ../shared/testdata/real: every route, bad input, interactive re-recognition, webhooks."""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import shutil
+import time
+
+import pytest
+from PIL import Image
+
+os.environ["SVTR_PROFILE"] = "bundled"  # the offline models; must be set before the backend builds its engine
+
+from svtr_backend import model as backend  # noqa: E402
+from svtr_backend._wsgi import create_app  # noqa: E402
+from svtr_backend.fetch import FetchSettings, ImageFetcher  # noqa: E402
+from svtr_label.labelstudio import recommended_config  # noqa: E402
+
+from conftest import REAL_IMAGES  # noqa: E402
+
+CONFIG = recommended_config()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, real_images):
+    """A document root holding the real images, a non-image and a decompression bomb."""
+    folder = tmp_path_factory.mktemp("docroot")
+    for f in real_images.iterdir():
+        if f.suffix in (".jpg", ".png"):
+            shutil.copy(f, folder / f.name)
+    (folder / "not-an-image.jpg").write_bytes(b"hello, this is text\n" * 50)
+    # 9000 x 9000 one-bit pixels: a few KB on disk, 81 megapixels decoded.
+    Image.new("1", (9000, 9000), 1).save(folder / "bomb.png", optimize=True)
+    return folder
+
+
+@pytest.fixture()
+def client(engine, root, tmp_path, monkeypatch):
+    monkeypatch.setitem(backend._shared, "fetcher", ImageFetcher(FetchSettings(document_root=root, cache=None)))
+    monkeypatch.setattr(backend, "prediction_cache", lambda: None)  # every call runs the engine
+    app = create_app(preload=False)
+    return app.test_client()
+
+
+def task(ref, task_id=1, key="image"):
+    return {"id": task_id, "data": {key: ref}}
+
+
+def local(name):
+    return f"/data/local-files/?d={name}"
+
+
+def predict(client, tasks, context=None, label_config=CONFIG):
+    body = {"tasks": tasks, "label_config": label_config, "project": "1.1", "params": {"context": context}}
+    r = client.post("/predict", json=body)
+    assert r.status_code == 200, r.json
+    return r.json
+
+
+def texts(result):
+    return [t for r in result if r["type"] == "textarea" for t in r["value"]["text"]]
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def test_health_reports_profile_and_loaded_models(client, engine):
+    backend.backend_engine()
+    for path in ("/health", "/"):
+        body = client.get(path).json
+        assert body["status"] == "UP"
+        assert body["profile"] == "bundled"
+        assert body["models_loaded"] is True
+        assert body["model_version"] == engine.model_version
+
+
+def test_setup_names_the_engine_model_version(client, engine):
+    r = client.post("/setup", json={"project": "1.1", "schema": CONFIG, "hostname": "http://x", "access_token": "t"})
+    assert r.status_code == 200
+    assert r.json["model_version"] == engine.model_version
+    assert "PP-OCRv5_mobile_det" in engine.model_version and "PP-OCRv5_mobile_rec" in engine.model_version
+
+
+def test_setup_refuses_a_config_without_per_region_text(client):
+    config = '<View><Image name="image" value="$image"/><Rectangle name="r" toName="image"/></View>'
+    r = client.post("/setup", json={"project": "1.1", "schema": config})
+    assert r.status_code == 400
+    assert 'TextArea perRegion="true"' in r.json["error"]
+
+
+def test_side_routes_answer_json(client):
+    assert client.get("/metrics").json == {}
+    assert client.get("/is_training?project=1.1").json["is_training"] is False
+    assert "versions" in client.post("/versions", json={"project": "1.1"}).json
+    r = client.post("/train", json={"annotations": [{"id": 1}], "project": "1.1"})
+    assert r.status_code == 410 and "/webhook" in r.json["error"]
+    r = client.get("/no-such-route")
+    assert r.status_code == 404 and r.is_json
+
+
+# --- predict -----------------------------------------------------------------------------------
+
+
+def test_predict_answers_every_task_in_order(client, engine):
+    tasks = [
+        task(local("ch_en_num.jpg"), 1),
+        {"id": 2, "data": {"text": "no image key"}},
+        task(local("text_rec.jpg"), 3),
+        task(local("empty_black.jpg"), 4),
+    ]
+    body = predict(client, tasks)
+    assert body["model_version"] == engine.model_version
+    res = body["results"]
+    assert len(res) == 4
+    assert texts(res[0]["result"])[0] == "正品促销" and 15 <= len(texts(res[0]["result"])) <= 19
+    assert res[0]["model_version"] == engine.model_version and 0 < res[0]["score"] <= 1
+    assert res[1]["result"] == [] and res[1]["score"] == 0 and "no 'image' key" in res[1]["error"]
+    assert texts(res[2]["result"]) == ["韩国小馆"]
+    assert res[3]["result"] == [] and res[3]["score"] == 0 and "error" not in res[3]
+
+
+def test_predicted_boxes_are_where_the_text_is(client):
+    res = predict(client, [task(local("ch_en_num.jpg"))])["results"][0]["result"]
+    first = next(r for r in res if r["type"] == "polygon")
+    assert (first["original_width"], first["original_height"]) == Image.open(REAL_IMAGES / "ch_en_num.jpg").size
+    xs, ys = [p[0] for p in first["value"]["points"]], [p[1] for p in first["value"]["points"]]
+    assert min(ys) < 10 and max(ys) < 30  # the first line is the banner at the top
+    assert max(xs) - min(xs) > 50  # and spans most of the width
+    assert all(0 <= v <= 100 for p in first["value"]["points"] for v in p)
+
+
+def test_predictions_validate_against_the_labeling_config(client):
+    from label_studio_sdk.label_interface import LabelInterface
+
+    res = predict(client, [task(local("en.jpg"))])["results"][0]
+    assert any("MovieShots Dataset" in t for t in texts(res["result"]))
+    errors = LabelInterface(CONFIG).validate_prediction({"result": res["result"], "score": res["score"]}, return_errors=True)
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    "ref, reason",
+    [
+        (local("nothing-here.jpg"), "no such file"),
+        (local("not-an-image.jpg"), "not an image"),
+        (local("bomb.png"), "pixel limit"),
+        (local("../../etc/passwd"), "escapes LOCAL_FILES_DOCUMENT_ROOT"),
+        ("http://images.example.com/a.jpg", "neither the Label Studio host nor in SVTR_ALLOWED_HOSTS"),
+        ("ftp://example.com/a.jpg", "unsupported URL scheme"),
+        ("file:///etc/passwd", "file:// URLs are refused"),
+        ("/data/upload/1/a.jpg", "set LABEL_STUDIO_URL"),
+        (12, "not a URL"),
+    ],
+)
+def test_bad_image_fails_its_task_only(client, ref, reason):
+    res = predict(client, [task(local("text_rec.jpg"), 1), task(ref, 2), task(local("text_rec.jpg"), 3)])["results"]
+    assert [texts(r["result"]) for r in res] == [["韩国小馆"], [], ["韩国小馆"]]
+    assert res[1]["score"] == 0 and reason in res[1]["error"]
+
+
+def test_task_data_key_follows_the_labeling_config(client):
+    config = CONFIG.replace('value="$image"', 'value="$photo"')
+    res = predict(client, [task(local("text_rec.jpg"), key="photo")], label_config=config)["results"]
+    assert texts(res[0]["result"]) == ["韩国小馆"]
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        (b"{not json", 400, "must be a JSON object"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (b'{"tasks": "x"}', 400, "'tasks' must be a list"),
+        (b'{"label_config": "<View>", "tasks": []}', 400, "not valid XML"),
+    ],
+)
+def test_malformed_requests_get_json_errors(client, body, status, message):
+    r = client.post("/predict", data=body, content_type="application/json")
+    assert r.status_code == status
+    assert message in r.json["error"]
+
+
+def test_request_size_limit(client, monkeypatch):
+    monkeypatch.setitem(client.application.config, "MAX_CONTENT_LENGTH", 1000)
+    r = client.post("/predict", json={"tasks": [task("x" * 2000)]})
+    assert r.status_code == 413 and "byte limit" in r.json["error"]
+
+
+def test_basic_auth(client, monkeypatch):
+    monkeypatch.setenv("BASIC_AUTH_USER", "ls")
+    monkeypatch.setenv("BASIC_AUTH_PASS", "s3cret")
+    assert client.get("/health").status_code == 401
+    wrong = base64.b64encode(b"ls:nope").decode()
+    assert client.get("/health", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+    right = base64.b64encode(b"ls:s3cret").decode()
+    assert client.get("/health", headers={"Authorization": f"Basic {right}"}).status_code == 200
+    r = client.post("/predict", json={"tasks": []})
+    assert r.status_code == 401 and "basic auth" in r.json["error"]
+
+
+# --- interactive -------------------------------------------------------------------------------
+
+
+def rect(rid, x, y, w, h, size, rotation=0.0, from_name="bbox", kind="rectangle"):
+    W, H = size
+    return {
+        "id": rid, "from_name": from_name, "to_name": "image", "type": kind, "origin": "manual",
+        "original_width": W, "original_height": H, "image_rotation": 0,
+        "value": {"x": 100 * x / W, "y": 100 * y / H, "width": 100 * w / W, "height": 100 * h / H, "rotation": rotation},
+    }
+
+
+def test_interactive_rectangle_reads_only_the_drawn_box(client):
+    size = Image.open((REAL_IMAGES / "text_rec.jpg")).size
+    drawn = rect("u1", 0, 0, size[0], size[1], size)
+    res = predict(client, [task(local("text_rec.jpg"))], context={"result": [drawn]})["results"]
+    assert len(res) == 1
+    out = res[0]["result"]
+    assert {r["id"] for r in out} == {"u1"}
+    shape = next(r for r in out if r["type"] == "rectangle")
+    assert shape["value"] == drawn["value"]  # the box the user drew does not move
+    ta = next(r for r in out if r["type"] == "textarea")
+    assert ta["from_name"] == "transcription" and ta["value"]["text"] == ["韩国小馆"]
+    assert {k: ta["value"][k] for k in ("x", "y", "width", "height")} == {k: drawn["value"][k] for k in ("x", "y", "width", "height")}
+
+
+def test_interactive_rotated_rectangle(client, root):
+    """A line rotated 12 degrees clockwise, boxed by a rectangle rotated the same way."""
+    src = Image.open(root / "text_rec.jpg").convert("RGB")
+    w, h = src.size
+    turned = src.rotate(-12, expand=True, fillcolor="white", resample=Image.BICUBIC)
+    turned.save(root / "turned.png")
+    a = math.radians(12)
+    cx, cy, ncx, ncy = w / 2, h / 2, turned.width / 2, turned.height / 2
+    x0 = (0 - cx) * math.cos(a) - (0 - cy) * math.sin(a) + ncx  # where the top-left corner went
+    y0 = (0 - cx) * math.sin(a) + (0 - cy) * math.cos(a) + ncy
+    drawn = rect("r1", x0, y0, w, h, turned.size, rotation=12)
+    out = predict(client, [task(local("turned.png"))], context={"result": [drawn]})["results"][0]["result"]
+    assert texts(out) == ["韩国小馆"]
+    assert next(r for r in out if r["type"] == "rectangle")["value"]["rotation"] == 12
+
+
+def test_interactive_polygons_keep_their_labels(client, engine):
+    page = engine.predict([(REAL_IMAGES / "ch_en_num.jpg")])[0]
+    W, H = page.width, page.height
+    regions = page.regions[:2]
+    drawn = []
+    for i, region in enumerate(regions):
+        pts = [[100 * x / W, 100 * y / H] for x, y in region.points]
+        base = {"id": f"p{i}", "to_name": "image", "original_width": W, "original_height": H, "image_rotation": 0}
+        drawn.append({**base, "from_name": "poly", "type": "polygon", "value": {"points": pts}})
+        drawn.append({**base, "from_name": "label", "type": "labels", "value": {"points": pts, "labels": ["Handwriting"]}})
+    out = predict(client, [task(local("ch_en_num.jpg"))], context={"result": drawn})["results"][0]["result"]
+    by_id = {rid: [r for r in out if r["id"] == rid] for rid in ("p0", "p1")}
+    for i, rid in enumerate(("p0", "p1")):
+        kinds = {r["type"]: r for r in by_id[rid]}
+        assert set(kinds) == {"polygon", "labels", "textarea"}
+        assert kinds["labels"]["value"]["labels"] == ["Handwriting"]
+        assert kinds["textarea"]["value"]["text"] == [regions[i].text]
+    assert regions[0].text == "正品促销"
+
+
+def test_interactive_one_line_answers_well_under_a_second(client):
+    size = Image.open((REAL_IMAGES / "ch_en_num.jpg")).size
+    drawn = rect("t1", 10, 9, 303, 86, size)
+    body = {"tasks": [task(local("ch_en_num.jpg"))], "label_config": CONFIG, "params": {"context": {"result": [drawn]}}}
+    client.post("/predict", json=body)  # warm-up
+    took = []
+    for _ in range(3):
+        start = time.perf_counter()
+        r = client.post("/predict", json=body)
+        took.append(time.perf_counter() - start)
+        assert texts(r.json["results"][0]["result"]) == ["正品促销"]
+    print(f"interactive one line: median {sorted(took)[1] * 1000:.0f} ms")
+    assert sorted(took)[1] < 1.0
+
+
+def test_interactive_context_without_shapes_is_an_empty_answer(client):
+    kp = {"id": "k", "type": "keypointlabels", "from_name": "kp", "to_name": "image", "value": {"x": 1, "y": 1}}
+    res = predict(client, [task(local("text_rec.jpg"))], context={"result": [kp]})["results"]
+    assert res[0]["result"] == [] and "no rectangle or polygon" in res[0]["error"]
+
+
+# --- webhook -----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def store(tmp_path, root, monkeypatch):
+    from svtr_label.store import Store
+
+    monkeypatch.setenv("LOCAL_FILES_DOCUMENT_ROOT", str(root))
+    s = Store(tmp_path / "store.sqlite", root=root)
+    monkeypatch.setitem(backend._shared, "store", s)
+    yield s
+    s.close()
+
+
+def annotation_event(action, ann_id, text, updated_at):
+    size = Image.open((REAL_IMAGES / "text_rec.jpg")).size
+    shape = rect("a1", 2, 2, size[0] - 4, size[1] - 4, size)
+    textarea = {**shape, "from_name": "transcription", "type": "textarea", "value": {**shape["value"], "text": [text]}}
+    return {
+        "action": action,
+        "project": {"id": 1, "label_config": CONFIG},
+        "task": {"id": 9, "data": {"image": local("text_rec.jpg")}},
+        "annotation": {"id": ann_id, "task": 9, "result": [shape, textarea], "created_at": "2026-01-01T00:00:00Z", "updated_at": updated_at, "completed_by": 1},
+    }
+
+
+def test_webhook_stores_corrections_idempotently(client, store):
+    created = annotation_event("ANNOTATION_CREATED", 31, "韩国小馆!", "2026-01-01T00:00:00Z")
+    r = client.post("/webhook", json=created)
+    assert r.status_code == 201 and r.json["status"] == "stored"
+    assert client.post("/webhook", json=created).json["status"] == "unchanged"  # a repeat
+    image_id = store.image_ids()[0]
+    assert [x.text for x in store.current_page(image_id).regions] == ["韩国小馆!"]
+
+    updated = annotation_event("ANNOTATION_UPDATED", 31, "韩国小馆", "2026-01-02T00:00:00Z")
+    assert client.post("/webhook", json=updated).json["status"] == "stored"
+    assert client.post("/webhook", json=created | {"action": "ANNOTATION_UPDATED"}).json["status"] == "unchanged"  # stale
+    assert [x.text for x in store.current_page(image_id).regions] == ["韩国小馆"]
+
+    deleted = annotation_event("ANNOTATION_DELETED", 31, "", "2026-01-03T00:00:00Z")
+    assert client.post("/webhook", json=deleted).json["status"] == "stored"
+
+
+def test_webhook_ignores_other_events_and_needs_an_action(client, store):
+    r = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1}})
+    assert r.status_code == 200 and r.json["status"] == "ignored"
+    r = client.post("/webhook", json={"project": {"id": 1}})
+    assert r.status_code == 400 and "'action'" in r.json["error"]
+
+
+def test_label_studio_ml_1_0_9_event_path_reaches_fit(store):
+    """1.0.9's job runner calls process_event(); it must land in fit(event, data)."""
+    event = annotation_event("ANNOTATION_CREATED", 41, "x", "2026-01-01T00:00:00Z")
+    action = event.pop("action")
+    out = backend.SvtrBackend(label_config=CONFIG).process_event(action, event, "job", {})
+    assert out["status"] == "stored"
