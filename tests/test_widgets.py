@@ -175,3 +175,61 @@ def test_zoom_box_stays_inside_the_page():
 def test_model_needs_images(tmp_path):
     with pytest.raises(StoreError, match="no images"):
         EditorModel(Store(tmp_path / "empty.sqlite"))
+
+
+# --- browser ---------------------------------------------------------------------------------
+
+
+def test_browser_filters_sorts_and_samples(review_store):
+    from svtr_label_widgets.browser import BrowserModel, histogram
+
+    model = BrowserModel(review_store, page_size=5)
+    rows = model.rows()
+    assert len(rows) == 12 and model.n_pages() == 3
+    lows = [i.min_score for i in rows]
+    assert lows == sorted(lows)  # lowest line confidence first
+    first = rows[0]
+    word = model.pages[first.id].regions[0].text[:3]
+    model.set_filters(text=word.upper() if word.isascii() else word)
+    assert first.id in [i.id for i in model.rows()]
+    assert all(any(word.casefold() in r.text.casefold() for r in model.pages[i.id].regions) for i in model.rows())
+    model.set_filters(text="", max_score=first.min_score)
+    assert [i.id for i in model.rows()] == [first.id] or all(i.min_score <= first.min_score for i in model.rows())
+    model.set_filters(max_score=None, model_version="no-such-model")
+    assert model.rows() == []
+    model.set_filters(model_version=review_store.get_image(first.id).model_versions[0], sample=4, seed=3)
+    sample = [i.id for i in model.rows()]
+    assert len(sample) == 4 and sample == [i.id for i in model.rows()]  # same seed, same sample
+    model.set_filters(seed=4)
+    assert len(model.rows()) == 4
+    assert histogram([0.0, 0.05, 0.95, 1.0], bins=10) == [2, 0, 0, 0, 0, 0, 0, 0, 0, 2]
+
+
+def test_browser_summary_follows_review_state(review_store):
+    from svtr_label_widgets.browser import BrowserModel
+
+    image_id = review_store.image_ids()[0]
+    page = review_store.current_page(image_id)
+    review_store.accept_region(image_id, page.regions[0].id, who="t")
+    review_store.set_image_state(review_store.image_ids()[1], "reviewed", who="t")
+    model = BrowserModel(review_store)
+    s = model.summary()
+    assert s.n_images == 12 and s.lines_checked == 1
+    assert s.by_state == {"in_progress": 1, "reviewed": 1, "unreviewed": 10}
+    assert sum(s.histogram) == s.n_lines
+    model.set_filters(state="reviewed")
+    assert [i.id for i in model.rows()] == [review_store.image_ids()[1]]
+
+
+def test_browser_view_shows_thumbnails_and_opens_the_editor(review_store, engine):
+    from svtr_label_widgets.browser import Browser
+
+    browser = Browser(review_store, engine=engine, page_size=4)
+    assert len(browser.grid.children) == 4
+    assert browser.grid.children[0].children[0].value[:2] == b"\xff\xd8"  # a JPEG thumbnail
+    browser.search.value = "no line says this"
+    assert browser.grid.children == () and "0 images" in browser.pager.value
+    browser.search.value = ""
+    target = browser.model.rows()[2].id
+    editor = browser.open_editor(target)
+    assert editor.model.image_id == target and editor.model.image_ids == [i.id for i in browser.model.rows()]

@@ -88,6 +88,7 @@ class EditorModel:
         self.message = ""
         self._reviewed = {i for i in self.image_ids if store.get_image(i).state == "reviewed"}
         self._load()
+        self._first_open_line()  # reopening resumes where the review stopped
 
     # -- state ---------------------------------------------------------------------------------
 

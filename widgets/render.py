@@ -198,3 +198,10 @@ def overlay_svg(
         + "".join(parts)
         + "</svg>"
     )
+
+
+def placeholder(message: str, size: tuple[int, int] = (220, 140)) -> np.ndarray:
+    """A grey card with a message, shown where an image cannot be read."""
+    img = Image.new("RGB", size, (235, 235, 235))
+    ImageDraw.Draw(img).multiline_text((8, 8), "\n".join(message[i : i + 32] for i in range(0, min(len(message), 160), 32)), fill=(120, 0, 0))
+    return np.asarray(img)
