@@ -233,3 +233,32 @@ def test_browser_view_shows_thumbnails_and_opens_the_editor(review_store, engine
     target = browser.model.rows()[2].id
     editor = browser.open_editor(target)
     assert editor.model.image_id == target and editor.model.image_ids == [i.id for i in browser.model.rows()]
+
+
+# --- export panel ----------------------------------------------------------------------------
+
+
+def test_export_panel_exports_corrected_images_and_tables_invalid_lines(review_store, tmp_path):
+    from svtr_label_widgets.export_panel import ExportChoice, ExportPanel, run
+
+    ids = review_store.image_ids()
+    for image_id in ids[:4]:
+        page = review_store.current_page(image_id)
+        review_store.set_text(image_id, page.regions[0].id, "checked", who="t")
+    bad = review_store.current_page(ids[0]).regions[1]
+    review_store.set_text(ids[0], bad.id, "x" * 500, who="t")  # longer than any recognizer takes
+    steps = []
+    result = run(review_store, ExportChoice(out=tmp_path / "rec", dictionary="bundled"), lambda p, m: steps.append(p))
+    assert result.path is not None and steps[-1] == 100
+    assert [i.region_id for i in result.report.issues] == [bad.id]
+    assert (result.path / "manifest.json").is_file()
+
+    panel = ExportPanel(review_store, out=tmp_path / "panel")
+    panel.on_invalid.value = "fail"
+    assert panel.export().path is None
+    assert "nothing written" in panel.result.value and bad.id in panel.issues.value
+    panel.on_invalid.value = "drop"
+    panel.export()
+    assert str(tmp_path / "panel") in panel.result.value and panel.progress.value == 100
+    panel.dictionary.value = str(tmp_path / "missing-dict.txt")
+    assert panel.export() is None and "export failed" in panel.result.value

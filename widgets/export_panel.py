@@ -1,0 +1,163 @@
+"""Export the reviewed labels for retraining from a notebook: the same exporter and checks as
+`svtr-label export`, with its options as controls, the validation report as a table, and a
+listing of where the files went."""
+
+from __future__ import annotations
+
+import argparse
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import ipywidgets as w
+
+from svtr_label.export.cli import resolve_dictionary
+from svtr_label.export.core import ExportError
+from svtr_label.export.formats import FORMATS, ON_INVALID, ExportOptions, ExportResult, run_export
+from svtr_label.store import Store
+from svtr_label.validate import DEFAULT_MAX_TEXT_LENGTH, Issue, Rules
+
+Progress = Callable[[int, str], None]  # percent done, what is happening
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    """What the panel's controls say; `dictionary` is a dict.txt path, a profile name, or ''."""
+
+    format: str = "paddleocr"
+    out: Path = Path("export")
+    val_fraction: float = 0.1
+    seed: int = 0
+    dictionary: str = "bundled"
+    max_text_length: int = DEFAULT_MAX_TEXT_LENGTH
+    on_invalid: str = "drop"
+    include_predictions: bool = False
+
+
+PROFILES = ("bundled", "svtrv2", "custom")
+
+
+def export_options(choice: ExportChoice, root: Path | None = None) -> ExportOptions:
+    """The exporter's options; the dictionary is resolved exactly as the command line does."""
+    is_profile = choice.dictionary in PROFILES
+    args = argparse.Namespace(
+        dict=None if is_profile or not choice.dictionary else choice.dictionary,
+        rec_model_dir=None,
+        profile=choice.dictionary if is_profile else None,
+    )
+    dict_bytes, chars, source = resolve_dictionary(args)
+    return ExportOptions(
+        format=choice.format,
+        out=Path(choice.out),
+        val_fraction=choice.val_fraction,
+        seed=choice.seed,
+        rules=Rules(frozenset(chars) if chars else None, choice.max_text_length),
+        dict_bytes=dict_bytes,
+        dict_source=source,
+        on_invalid=choice.on_invalid,
+        include_predictions=choice.include_predictions,
+        root=root,
+    )
+
+
+def run(store: Store, choice: ExportChoice, progress: Progress | None = None) -> ExportResult:
+    """Validate and write one export. The exporter reports no per-image progress: the steps are shown."""
+    say = progress or (lambda _p, _m: None)
+    say(5, "reading the dictionary")
+    opts = export_options(choice, store.root)
+    say(20, f"validating and writing {choice.format} to {opts.out}")
+    result = run_export(store, opts)
+    say(100, "done" if result.path else "nothing written")
+    return result
+
+
+def issue_rows(issues: list[Issue]) -> list[tuple[str, str, str, str, str]]:
+    return [(Path(i.image).name, i.region_id, i.target, i.kind, i.message) for i in issues]
+
+
+def written_files(folder: Path, limit: int = 12) -> list[tuple[str, int]]:
+    """Top-level entries of an export (files with their size, folders with their file count)."""
+    out = []
+    for entry in sorted(folder.iterdir()):
+        size = sum(1 for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else entry.stat().st_size
+        out.append((entry.name + ("/" if entry.is_dir() else ""), size))
+    return out[:limit]
+
+
+def table_html(header: tuple[str, ...], rows: list[tuple]) -> str:
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
+
+
+class ExportPanel(w.VBox):
+    """Options, an Export button, a progress bar, the validation table and the written files."""
+
+    def __init__(self, store: Store, out: str | Path = "export", choice: ExportChoice | None = None) -> None:
+        self.store = store
+        c = choice or ExportChoice(out=Path(out))
+        self.format = w.Dropdown(options=FORMATS, value=c.format, description="format")
+        self.out = w.Text(value=str(c.out), description="folder", layout=w.Layout(width="480px"))
+        self.val_fraction = w.FloatSlider(value=c.val_fraction, min=0.0, max=0.5, step=0.05, description="val share")
+        self.seed = w.IntText(value=c.seed, description="split seed", layout=w.Layout(width="180px"))
+        self.dictionary = w.Combobox(
+            value=c.dictionary, options=list(PROFILES), description="dictionary",
+            placeholder="profile name or dict.txt path ('' skips the check)", layout=w.Layout(width="480px"),
+        )
+        self.max_len = w.IntText(value=c.max_text_length, description="max length", layout=w.Layout(width="180px"))
+        self.on_invalid = w.Dropdown(options=ON_INVALID, value=c.on_invalid, description="invalid lines")
+        self.include = w.Checkbox(value=c.include_predictions, description="also export images nobody corrected")
+        self.button = w.Button(description="Export", button_style="primary", icon="download")
+        self.progress = w.IntProgress(value=0, min=0, max=100, description="")
+        self.step = w.HTML()
+        self.result = w.HTML()
+        self.issues = w.HTML()
+        self.last: ExportResult | None = None
+        self.button.on_click(lambda _b: self.export())
+        super().__init__([
+            w.HBox([self.format, self.on_invalid]), self.out, w.HBox([self.val_fraction, self.seed]),
+            w.HBox([self.dictionary, self.max_len]), self.include,
+            w.HBox([self.button, self.progress, self.step]), self.result, self.issues,
+        ])
+
+    def choice(self) -> ExportChoice:
+        return ExportChoice(
+            format=self.format.value, out=Path(self.out.value).expanduser(), val_fraction=self.val_fraction.value,
+            seed=self.seed.value, dictionary=self.dictionary.value.strip(), max_text_length=self.max_len.value,
+            on_invalid=self.on_invalid.value, include_predictions=self.include.value,
+        )
+
+    def _progress(self, percent: int, message: str) -> None:
+        self.progress.value = percent
+        self.step.value = html.escape(message)
+
+    def export(self) -> ExportResult | None:
+        self.button.disabled = True
+        self.result.value = self.issues.value = ""
+        try:
+            self.last = run(self.store, self.choice(), self._progress)
+        except (ExportError, ValueError, OSError) as exc:
+            self.progress.bar_style = "danger"
+            self.result.value = f"<b>export failed:</b> {html.escape(str(exc))}"
+            return None
+        finally:
+            self.button.disabled = False
+        self._show(self.last)
+        return self.last
+
+    def _show(self, result: ExportResult) -> None:
+        self.progress.bar_style = "success" if result.path else "danger"
+        if result.path:
+            counts = ", ".join(f"{k} {v}" for k, v in result.manifest.get("counts", {}).items())
+            files = table_html(("in the folder", "size / files"), written_files(result.path))
+            self.result.value = f"<div><b>written to</b> <code>{html.escape(str(result.path))}</code><br>{html.escape(counts)}</div>{files}"
+        else:
+            self.result.value = "<b>nothing written:</b> fix the lines below, or choose 'drop' to export the valid ones"
+        if not result.report.ok:
+            rows = issue_rows(result.report.issues)
+            self.issues.value = f"<b>{len(rows)} invalid lines</b>" + table_html(("image", "line", "for", "problem", "detail"), rows)
+        else:
+            self.issues.value = "<b>validation:</b> no issues"
