@@ -235,7 +235,9 @@ class Store:
             row = conn.execute("SELECT id, sha256 FROM images WHERE sha256 = ?", (sha256,)).fetchone()
         if row is None and ref:
             # An image first seen without its bytes (a Label Studio task) is matched by its ref.
-            row = conn.execute("SELECT id, sha256 FROM images WHERE ref = ? AND (sha256 IS NULL OR sha256 = ?)", (ref, sha256 or "")).fetchone()
+            row = conn.execute(
+                "SELECT id, sha256 FROM images WHERE ref = ? AND (? IS NULL OR sha256 IS NULL OR sha256 = ?) ORDER BY id LIMIT 1", (ref, sha256, sha256)
+            ).fetchone()
         if row is None:
             cur = conn.execute(
                 "INSERT INTO images (sha256, ref, width, height, ls_task_id, added_at) VALUES (?, ?, ?, ?, ?, ?)",
