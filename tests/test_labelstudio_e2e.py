@@ -1,0 +1,321 @@
+"""End to end against a real Label Studio 1.23 server on loopback, started once per test session
+from its own virtual environment (env SVTR_LABEL_STUDIO_BIN, default `label-studio` on PATH),
+with the backend served over HTTP from this process on the real bundled engine."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+os.environ["SVTR_PROFILE"] = "bundled"
+
+from svtr_backend import model as backend  # noqa: E402
+from svtr_backend._wsgi import create_app  # noqa: E402
+from svtr_backend.fetch import FetchSettings, ImageFetcher  # noqa: E402
+from svtr_label.labelstudio import recommended_config  # noqa: E402
+from svtr_label.lsclient import LabelStudio  # noqa: E402
+
+pytestmark = pytest.mark.labelstudio
+
+USER, PASSWORD = "svtr@example.com", "svtr-test-pass"
+LEGACY_TOKEN = "5c0ffee0123456789abcdef0123456789abcdef0"
+CONFIG = recommended_config()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LabelStudioServer:
+    url: str
+    personal_token: str
+    legacy_token: str
+    document_root: Path
+
+    def client(self, token: str | None = None) -> LabelStudio:
+        return LabelStudio(self.url, token or self.personal_token)
+
+
+def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"Label Studio exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            if requests.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    pytest.fail(f"Label Studio did not answer within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def _personal_token(url: str) -> str:
+    """Log in like a browser, allow legacy tokens (off by default in 1.23) and create a personal access token."""
+    s = requests.Session()
+    s.get(url + "/user/login/", timeout=30)
+    r = s.post(url + "/user/login/", data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": s.cookies["csrftoken"]},
+               headers={"Referer": url + "/user/login/"}, allow_redirects=False, timeout=30)
+    assert r.status_code == 302, f"login failed: {r.status_code}"
+    headers = {"X-CSRFToken": s.cookies["csrftoken"], "Referer": url + "/"}
+    s.post(url + "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True}, headers=headers, timeout=30).raise_for_status()
+    r = s.post(url + "/api/token/", headers=headers, timeout=30)
+    r.raise_for_status()
+    return r.json()["token"]
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory) -> LabelStudioServer:
+    exe = os.environ.get("SVTR_LABEL_STUDIO_BIN") or shutil.which("label-studio")
+    if not exe:
+        pytest.fail("Label Studio not found: set SVTR_LABEL_STUDIO_BIN to the label-studio of its own virtual environment")
+    base = tmp_path_factory.mktemp("label-studio")
+    docroot = base / "files"
+    docroot.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")}
+    env.update(
+        LABEL_STUDIO_BASE_DATA_DIR=str(base / "data"),
+        LOCAL_FILES_SERVING_ENABLED="true",
+        LOCAL_FILES_DOCUMENT_ROOT=str(docroot),
+        # Label Studio refuses loopback ML backends and image URLs unless told otherwise.
+        USE_DEFAULT_BANNED_SUBNETS="false",
+        SSRF_PROTECTION_ENABLED="false",
+        ML_BLOCK_LOCAL_IP="false",
+        LATEST_VERSION_CHECK="false",
+        COLLECT_ANALYTICS="false",
+    )
+    log = base / "label-studio.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [exe, "start", "--no-browser", "--host", "127.0.0.1", "--port", str(port),
+             "--username", USER, "--password", PASSWORD, "--user-token", LEGACY_TOKEN],
+            cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_up(url, proc, log)
+        yield LabelStudioServer(url, _personal_token(url), LEGACY_TOKEN, docroot)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its workers
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served_backend(label_studio, engine, tmp_path_factory):
+    """The backend app on a loopback port, configured like a deployment next to this Label Studio."""
+    from werkzeug.serving import make_server
+
+    from svtr_label.store import Store
+
+    work = tmp_path_factory.mktemp("backend")
+    saved = dict(backend._shared)
+    backend._shared["fetcher"] = ImageFetcher(
+        FetchSettings(ls_url=label_studio.url, api_key=label_studio.personal_token, document_root=label_studio.document_root, cache=work / "images")
+    )
+    backend._shared["store"] = Store(work / "store.sqlite", root=label_studio.document_root)
+    server = make_server("127.0.0.1", free_port(), create_app(preload=False), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", backend._shared["store"]
+    server.shutdown()
+    backend._shared["store"].close()
+    backend._shared.clear()
+    backend._shared.update(saved)
+
+
+@pytest.fixture(scope="module")
+def project(label_studio, served_backend, real_images):
+    """A project with the recommended config: two uploaded images, one local-files task, the backend connected."""
+    ls = label_studio.client()
+    pid = ls.request("POST", "/api/projects", json={"title": "svtr e2e", "label_config": CONFIG}).json()["id"]
+    for name in ("ch_en_num.jpg", "en.jpg"):
+        with open(real_images / name, "rb") as fh:
+            ls.request("POST", f"/api/projects/{pid}/import", files={"file": (name, fh)})
+    shutil.copy(real_images / "img_exif_orientation.jpg", label_studio.document_root / "exif.jpg")
+    ls.request("POST", f"/api/projects/{pid}/import", json=[{"data": {"image": "/data/local-files/?d=exif.jpg"}}])
+    ml = ls.request("POST", "/api/ml", json={"url": served_backend[0], "project": pid, "title": "svtr-label", "is_interactive": True}).json()
+    return pid, ml
+
+
+def _tasks_by_file(ls: LabelStudio, pid: int) -> dict[str, dict]:
+    out = {}
+    for t in ls.tasks(pid):
+        ref = t["data"]["image"]
+        out[next(n for n in ("ch_en_num", "en.jpg", "exif") if n in ref)] = t
+    return out
+
+
+def _texts(result):
+    return [t for r in result if r["type"] == "textarea" for t in r["value"]["text"]]
+
+
+def _retrieve(ls: LabelStudio, pid: int) -> dict:
+    return ls.request("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": pid},
+                      json={"selectedItems": {"all": True, "excluded": []}}).json()
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+def test_backend_connects_with_the_engine_model_version(project, engine):
+    _, ml = project
+    assert ml["state"] == "CO", ml.get("error_message")
+    assert ml["model_version"] == engine.model_version
+
+
+def test_retrieved_predictions_have_the_right_texts_and_boxes(label_studio, project, engine):
+    from label_studio_sdk.label_interface import LabelInterface
+
+    ls = label_studio.client()
+    pid, _ = project
+    _retrieve(ls, pid)
+    tasks = _tasks_by_file(ls, pid)
+    for t in tasks.values():
+        assert [p["model_version"] for p in t["predictions"]] == [engine.model_version]
+        assert LabelInterface(CONFIG).validate_prediction(t["predictions"][0], return_errors=True) == []
+    ch = tasks["ch_en_num"]["predictions"][0]["result"]
+    assert _texts(ch)[0] == "正品促销" and 15 <= len(_texts(ch)) <= 19
+    assert any("MovieShots Dataset" in t for t in _texts(tasks["en.jpg"]["predictions"][0]["result"]))
+    exif = tasks["exif"]["predictions"][0]["result"]
+    assert _texts(exif)[0] == "我是中国人"  # read upright although stored upside down
+    first = next(r for r in ch if r["type"] == "polygon")
+    ys = [p[1] for p in first["value"]["points"]]
+    assert max(ys) < 30 and all(0 <= v <= 100 for p in first["value"]["points"] for v in p)
+    # Retrieving again is a no-op: Label Studio skips tasks holding this model_version.
+    _retrieve(ls, pid)
+    assert all(len(t["predictions"]) == 1 for t in _tasks_by_file(ls, pid).values())
+
+
+def test_interactive_call_through_label_studio(label_studio, project):
+    ls = label_studio.client()
+    pid, ml = project
+    t = _tasks_by_file(ls, pid)["ch_en_num"]
+    W, H = 323, 430
+    drawn = {"id": "drawn1", "type": "rectangle", "from_name": "bbox", "to_name": "image", "origin": "manual",
+             "original_width": W, "original_height": H, "image_rotation": 0,
+             "value": {"x": 100 * 10 / W, "y": 100 * 9 / H, "width": 100 * 303 / W, "height": 100 * 86 / H, "rotation": 0}}
+    start = time.perf_counter()
+    r = ls.request("POST", f"/api/ml/{ml['id']}/interactive-annotating", json={"task": t["id"], "context": {"result": [drawn]}})
+    took = time.perf_counter() - start
+    data = r.json()["data"]
+    assert {x["id"] for x in data["result"]} == {"drawn1"}
+    assert _texts(data["result"]) == ["正品促销"]
+    print(f"interactive through Label Studio: {took * 1000:.0f} ms")
+
+
+def _wait_for(check, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    return check()
+
+
+def test_submitted_correction_arrives_in_the_store_through_the_webhook(label_studio, project, served_backend):
+    ls = label_studio.client()
+    store = served_backend[1]
+    pid, _ = project
+    t = _tasks_by_file(ls, pid)["en.jpg"]
+    result = copy.deepcopy(t["predictions"][0]["result"] if t["predictions"] else [])
+    if not result:
+        _retrieve(ls, pid)
+        result = copy.deepcopy(_tasks_by_file(ls, pid)["en.jpg"]["predictions"][0]["result"])
+    target = next(r for r in result if r["type"] == "textarea")
+    target["value"]["text"] = ["corrected by a reviewer"]
+    ann = ls.create_annotation(t["id"], result)
+
+    def stored_texts():
+        image = store.find_image(ref=t["data"]["image"])
+        return image is not None and [r.text for r in store.current_page(image).regions]
+
+    assert _wait_for(lambda: "corrected by a reviewer" in (stored_texts() or []))
+    # An update replaces it; Label Studio sends ANNOTATION_UPDATED.
+    target["value"]["text"] = ["corrected twice"]
+    ls.request("PATCH", f"/api/annotations/{ann['id']}", json={"result": result})
+    assert _wait_for(lambda: "corrected twice" in (stored_texts() or []))
+
+
+def test_personal_access_token_is_renewed(label_studio):
+    ls = label_studio.client()
+    auth = ls.session.auth
+    assert auth.personal
+    ls.request("GET", "/api/projects")
+    first = auth._access
+    auth._access_expiry = 0  # expired: renewed before the next request
+    ls.request("GET", "/api/projects")
+    assert auth._access != first and auth._access_expiry > time.time()
+    auth._access, auth._access_expiry = "not-a-valid-token", time.time() + 3600  # revoked early: 401, renewed, resent
+    assert ls.request("GET", "/api/projects").status_code == 200
+    assert auth._access != "not-a-valid-token"
+    assert label_studio.client(label_studio.legacy_token).request("GET", "/api/projects").status_code == 200
+
+
+def test_push_prelabels_a_project_resumably(label_studio, engine, tmp_path):
+    from svtr_label.cli import main
+    from svtr_label.synth import write_dataset
+
+    ls = label_studio.client()
+    pid = ls.request("POST", "/api/projects", json={"title": "svtr push", "label_config": CONFIG}).json()["id"]
+    pages = write_dataset(label_studio.document_root / "push", 22, seed=500, n_lines=3)
+    tasks = [{"data": {"image": f"/data/local-files/?d=push/{p.name}"}} for p in pages]
+    tasks.append({"data": {"image": "/data/local-files/?d=push/missing.png"}})
+    ls.request("POST", f"/api/projects/{pid}/import", json=tasks)
+    ids = [t["id"] for t in ls.tasks(pid)]
+    assert len(ids) == 23
+    env = {"LOCAL_FILES_DOCUMENT_ROOT": str(label_studio.document_root), "SVTR_FETCH_CACHE": "off"}
+    common = ["push", "--url", label_studio.url, "--api-key", label_studio.personal_token, "--project", str(pid), "--profile", "bundled", "--no-progress"]
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        # A first, partial run (as if interrupted), then the whole project: the first five are skipped.
+        assert main(common + ["--tasks", ",".join(map(str, ids[:5]))]) == 0
+        assert main(common + ["--chunk", "5"]) == 1  # the missing file fails; the run goes on
+        assert main(common + ["--chunk", "5"]) == 1  # rerun: only the failed task is retried
+    by_id = {t["id"]: t for t in ls.tasks(pid)}
+    predicted = [by_id[i] for i in ids[:22]]
+    assert all([p["model_version"] for p in t["predictions"]] == [engine.model_version] for t in predicted)
+    assert by_id[ids[22]]["predictions"] == []
+    truth = {p.name: [line.text for line in p.lines] for p in pages}
+    found = sum(len(set(_texts(t["predictions"][0]["result"])) & set(truth[t["data"]["image"].rsplit("/", 1)[1]])) for t in predicted)
+    assert found >= 0.7 * sum(len(v) for v in truth.values())
+
+
+def test_pull_brings_annotations_into_a_store(label_studio, project, tmp_path):
+    from svtr_label.cli import main
+    from svtr_label.store import Store
+
+    pid, _ = project
+    ls = label_studio.client()
+    t = _tasks_by_file(ls, pid)["exif"]
+    if not t["predictions"]:
+        _retrieve(ls, pid)
+        t = _tasks_by_file(ls, pid)["exif"]
+    result = copy.deepcopy(t["predictions"][0]["result"])
+    next(r for r in result if r["type"] == "textarea")["value"]["text"] = ["pulled correction"]
+    ls.create_annotation(t["id"], result)
+    out = tmp_path / "pulled.sqlite"
+    assert main(["pull", "--url", label_studio.url, "--api-key", label_studio.legacy_token, "--project", str(pid), "--store", str(out)]) == 0
+    with Store(out) as store:
+        texts = [r.text for i in store.image_ids() for r in store.current_page(i).regions]
+    assert "pulled correction" in texts
