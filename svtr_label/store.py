@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qs, unquote, urlparse
 
 from .geometry import as_points
-from .images import sha256_bytes
+from .images import read_image, sha256_bytes
 from .labelstudio import LabelConfig, image_size_of, page_to_results, recommended_config, results_to_regions
 from .page import IGNORE_TEXT, Page, Region
 
@@ -31,8 +31,6 @@ SCHEMA_VERSION = 1
 IMAGE_STATES = ("unreviewed", "in_progress", "reviewed")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-# Edit operations. 'replace' sets the whole region list (a Label Studio annotation).
-REGION_OPS = ("set_text", "mark_illegible", "delete_region", "add_region", "set_points", "accept_region")
 
 
 class StoreError(ValueError):
@@ -172,8 +170,8 @@ class Store:
 
     def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> None:
         self.path = str(path)
-        # Where `/data/local-files/?d=` refs resolve (Label Studio's LOCAL_FILES_DOCUMENT_ROOT).
-        self.root = Path(root) if root else (Path(os.environ["LOCAL_FILES_DOCUMENT_ROOT"]) if os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") else None)
+        # Where `/data/local-files/?d=` refs resolve (None: LOCAL_FILES_DOCUMENT_ROOT, else cwd).
+        self.root = Path(root) if root else None
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -469,6 +467,10 @@ class Store:
         """Apply a Label Studio webhook body; False when it changed nothing (a repeat or an
         event older than what is stored)."""
         action = str(payload.get("action") or "")
+        if action == "ANNOTATIONS_DELETED":  # Label Studio's bulk form: {"annotations": [{"id": ...}]}
+            with self._tx() as conn:
+                changed = [self._delete_annotation(conn, {}, a) for a in payload.get("annotations") or [] if a.get("id") is not None]
+            return any(changed)
         task, ann = payload.get("task") or {}, payload.get("annotation") or {}
         if action not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED") or not ann:
             return False
@@ -489,8 +491,6 @@ class Store:
         path = resolve_local(ref, self.root)
         sha = sha256_bytes(path.read_bytes()) if path is not None else None
         if size is None and path is not None:
-            from .images import read_image
-
             img = read_image(path)
             size = (img.width, img.height)
         if size is None:

@@ -354,3 +354,23 @@ def test_predict_correct_export_paddlex_rec(tmp_path, synth_set, engine):
     assert manifest["model_versions"] == [engine.model_version]
     result = paddlex_check("rec", out, tmp_path)
     assert result["check_pass"] and result["train"] + result["val"] == len(corrected_texts)
+
+
+def test_exif_rotated_photo_exports_upright_pixels(tmp_path, real_images, engine):
+    """Labels are in display orientation; a trainer reads raw pixels. The export writes the
+    upright image, and its crops still read as the pipeline read them."""
+    path = real_images / "img_exif_orientation.jpg"
+    page = engine.predict_one(path)
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.set_image_state(store.add_page(page, str(path)), "reviewed", who="alice")
+    out = tmp_path / "ppocr"
+    assert export(db, "--format", "paddleocr", "--out", out, "--profile", "bundled", "--val-fraction", "0") == 0
+    ((rel, label),) = read_list(out / "Label.txt")
+    assert rel.endswith(".png")
+    image = cv2.imread(str(out / rel))
+    assert (image.shape[1], image.shape[0]) == (page.width, page.height)
+    assert [i["transcription"] for i in json.loads(label)] == texts(page)
+    rows = read_list(out / "rec_gt.txt")
+    read = [str(r["rec_text"]) for r in _internal_pipeline(engine._ocr).text_rec_model([cv2.imread(str(out / r)) for r, _ in rows])]
+    assert read == [t for _, t in rows] and read[0] == "我是中国人"

@@ -203,6 +203,11 @@ def test_webhook_idempotent_and_out_of_order(tmp_path, synth_set, synth_predicti
     assert store.apply_webhook(event("ANNOTATION_DELETED", 9, "2026-03-01T12:00:00Z", "x"))
     assert not store.apply_webhook(event("ANNOTATION_CREATED", 9, "2026-03-01T11:59:00Z", "ghost"))
     assert first() == pred.regions[0].text
+    # Label Studio's bulk delete names annotations only.
+    assert store.apply_webhook(event("ANNOTATION_CREATED", 12, "2026-03-02T10:00:00Z", "bulk"))
+    assert first() == "bulk"
+    assert store.apply_webhook({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 12}]})
+    assert first() == pred.regions[0].text
     assert not store.apply_webhook({"action": "PROJECT_UPDATED"})
 
 
