@@ -7,9 +7,17 @@ import base64
 import math
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+import requests
 from PIL import Image
 
 os.environ["SVTR_PROFILE"] = "bundled"  # the offline models; must be set before the backend builds its engine
@@ -339,3 +347,108 @@ def test_label_studio_ml_1_0_9_event_path_reaches_fit(store):
     action = event.pop("action")
     out = backend.SvtrBackend(label_config=CONFIG).process_event(action, event, "job", {})
     assert out["status"] == "stored"
+
+
+# --- serving: the three ways to start it, and a load run ---------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(cmd, root, wait_loaded=False, timeout=180):
+    """Run a server command in its own process group on a free port; yield its URL."""
+    port = free_port()
+    env = {
+        **os.environ, "SVTR_PROFILE": "bundled", "LOCAL_FILES_DOCUMENT_ROOT": str(root),
+        "SVTR_PREDICTION_CACHE": "off", "SVTR_FETCH_CACHE": "off",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    proc = subprocess.Popen([c.format(port=port) for c in cmd], cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert proc.poll() is None, f"server exited: {proc.stderr.read().decode(errors='replace')[-2000:]}"
+            assert time.monotonic() < deadline, "server did not come up"
+            try:
+                health = requests.get(url + "/health", timeout=2).json()
+                if health.get("models_loaded") or not wait_loaded:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["{python}", "svtr_backend/_wsgi.py", "--host", "127.0.0.1", "--port", "{port}"],
+        ["{label_studio_ml}", "start", "svtr_backend", "--host", "127.0.0.1", "--port", "{port}"],
+    ],
+    ids=["python-_wsgi.py", "label-studio-ml-start"],
+)
+def test_starts_the_documented_ways(root, cmd):
+    bin_dir = Path(sys.executable).parent
+    cmd = [c.replace("{python}", sys.executable).replace("{label_studio_ml}", str(bin_dir / "label-studio-ml")) for c in cmd]
+    with serving(cmd, root) as url:
+        body = requests.get(url + "/health", timeout=5).json()
+        assert body["status"] == "UP" and body["profile"] == "bundled"
+
+
+def test_load_run_gunicorn_threads_8_clients_x_25(root):
+    """8 concurrent clients x 25 /predict calls on one gunicorn worker with threads: zero errors."""
+    cmd = [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "8", "--bind", "127.0.0.1:{port}", "svtr_backend._wsgi:app"]
+    with serving(cmd, root, wait_loaded=True) as url:
+        page = {"tasks": [task(local("ch_en_num.jpg"))], "label_config": CONFIG}
+        page_ms = []
+        for _ in range(4):  # the first call warms ONNX Runtime up
+            start = time.perf_counter()
+            assert texts(requests.post(url + "/predict", json=page, timeout=60).json()["results"][0]["result"])[0] == "正品促销"
+            page_ms.append((time.perf_counter() - start) * 1000)
+        print(f"/predict one 323x430 page (17 lines) over HTTP: first {page_ms[0]:.0f} ms, then {sorted(page_ms[1:])[1]:.0f} ms median")
+
+        names = ["text_rec.jpg", "short.png"]
+        errors, took = [], []
+
+        def client(n):
+            s = requests.Session()
+            for i in range(25):
+                name = names[(n + i) % 2]
+                t0 = time.perf_counter()
+                try:
+                    r = s.post(url + "/predict", json={"tasks": [task(local(name), i)], "label_config": CONFIG}, timeout=120)
+                    res = r.json()["results"]
+                    if r.status_code != 200 or len(res) != 1 or not res[0]["result"] or "error" in res[0]:
+                        errors.append((name, r.status_code, r.text[:200]))
+                    elif name == "text_rec.jpg" and texts(res[0]["result"]) != ["韩国小馆"]:
+                        errors.append((name, texts(res[0]["result"])))
+                except Exception as exc:  # counted, not raised: the run reports every failure
+                    errors.append((name, repr(exc)))
+                took.append(time.perf_counter() - t0)
+
+        wall = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - wall
+        took.sort()
+        print(f"load run: 200 calls in {wall:.1f} s, median {took[100] * 1000:.0f} ms, p95 {took[189] * 1000:.0f} ms")
+        assert errors == [] and len(took) == 200
+        assert requests.get(url + "/health", timeout=5).json()["status"] == "UP"
