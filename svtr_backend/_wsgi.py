@@ -191,7 +191,10 @@ def create_app(preload: bool = True) -> Flask:
     app.config["JSON_AS_ASCII"] = False
     for endpoint, view in (("_predict", predict), ("_setup", setup), ("webhook", webhook), ("health", health), ("_train", train)):
         app.view_functions[endpoint] = view
-    app.before_request_funcs.setdefault(None, [])[:0] = [_check_basic_auth, _check_size]
+    # 1.0.9 logs every request's headers and body at DEBUG: Authorization, and /setup's access_token.
+    before = [f for f in app.before_request_funcs.get(None, []) if f.__name__ != "log_request_info"]
+    app.before_request_funcs[None] = [_check_basic_auth, _check_size, *before]
+    app.after_request_funcs[None] = [f for f in app.after_request_funcs.get(None, []) if f.__name__ != "log_response_info"]
     # 1.0.9 registers string-returning handlers for a few exception classes: JSON for all.
     for cls in (HTTPException, FileNotFoundError, AssertionError, IndexError, Exception):
         app.register_error_handler(cls, _unexpected)
@@ -217,4 +220,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     main()
 else:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
     app = create_app(preload=os.environ.get("SVTR_PRELOAD", "1") not in ("0", "false", "no"))

@@ -208,8 +208,11 @@ class ImageFetcher:
         if resp.is_redirect:
             target = urljoin(self.ls.url, resp.headers.get("Location", ""))
             resp.close()
-            # The signed URL is a capability: fetched without our key, and never logged.
-            return self._download(target, redirected_by_ls=True)
+            # The signed URL is a capability: fetched without our key, and kept out of messages and logs.
+            try:
+                return self._download(target, redirected_by_ls=True)
+            except FetchError as exc:
+                raise FetchError(f"{uri}: the presigned URL failed: {str(exc).split(': ', 1)[-1]}") from None
         return self._body(resp, uri)  # storage in proxy mode: Label Studio streams the file
 
     # -- disk cache ------------------------------------------------------------------------------

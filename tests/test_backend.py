@@ -208,6 +208,19 @@ def test_basic_auth(client, monkeypatch):
     assert r.status_code == 401 and "basic auth" in r.json["error"]
 
 
+def test_credentials_never_reach_the_logs(client, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setenv("BASIC_AUTH_USER", "ls")
+    monkeypatch.setenv("BASIC_AUTH_PASS", "pass-word-1")
+    caplog.set_level(logging.DEBUG)
+    auth = {"Authorization": "Basic " + base64.b64encode(b"ls:pass-word-1").decode()}
+    r = client.post("/setup", json={"project": "1.1", "schema": CONFIG, "access_token": "ls-token-abcdef"}, headers=auth)
+    assert r.status_code == 200
+    assert "ls-token-abcdef" not in caplog.text
+    assert auth["Authorization"].split()[1] not in caplog.text and "pass-word-1" not in caplog.text
+
+
 # --- interactive -------------------------------------------------------------------------------
 
 

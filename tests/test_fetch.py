@@ -279,6 +279,16 @@ def test_presigned_url_to_a_private_address_is_refused(tmp_path, server, monkeyp
         f.fetch("s3://bucket/a.png", task_id=1)
 
 
+def test_failed_presigned_url_is_not_repeated_in_the_error(tmp_path, server, monkeypatch):
+    signed = server + "/missing.png?X-Amz-Signature=very-secret"
+    monkeypatch.setattr(LabelStudio, "presign", lambda self, task, u: _Redirect(signed))
+    f = make(tmp_path, ls_url="http://ls.invalid", api_key="k" * 40, allowed_hosts=("127.0.0.1",))
+    with pytest.raises(FetchError) as err:
+        f.fetch("s3://bucket/missing.png", task_id=1)
+    assert "s3://bucket/missing.png" in str(err.value) and "HTTP 404" in str(err.value)
+    assert "very-secret" not in str(err.value)
+
+
 def test_cloud_uri_needs_label_studio_and_a_task(tmp_path):
     with pytest.raises(FetchError, match="resolved by Label Studio"):
         make(tmp_path).fetch("s3://bucket/a.png", task_id=1)
