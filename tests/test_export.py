@@ -215,6 +215,9 @@ def test_rerun_gives_identical_bytes(tmp_path, reviewed):
     assert export(db, "--format", "paddlex-rec", "--out", other, "--profile", "bundled") == 0
     assert tree(other) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "rec"]  # no temporary folders left
+    # The unreviewed page joins only when asked for.
+    assert export(db, "--format", "paddlex-det", "--out", tmp_path / "all", "--include-predictions") == 0
+    assert len(read_list(tmp_path / "all" / "train.txt") + read_list(tmp_path / "all" / "val.txt")) == 4
 
 
 # --- invalid samples and errors -----------------------------------------------------------------

@@ -261,10 +261,11 @@ def test_killed_writer_loses_nothing_committed(tmp_path):
     for line in proc.stdout:  # type: ignore[union-attr]
         seen.append(line.strip())
         if line.strip() == "importing":
-            time.sleep(0.5)
+            time.sleep(0.3)  # the import takes ~2 s
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    seen += proc.stdout.read().split()  # type: ignore[union-attr]  # anything printed before the kill
     assert "imported" not in seen, "the import finished before the kill: make it bigger"
 
     store = Store(db)
