@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 WEBHOOK_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
 # Keys of a drawn shape's value that are not geometry: dropped when the geometry is copied.
 NON_GEOMETRY = ("labels", "rectanglelabels", "polygonlabels", "text")
+# Images per inference call: bounds memory and lets other requests' threads interleave.
+BATCH_SIZE = int(os.environ.get("SVTR_BATCH_SIZE", 4))
 
 T = TypeVar("T")
 _shared: dict[str, Any] = {}
@@ -107,10 +109,25 @@ def page_answer(page: Page, config: LabelConfig) -> dict[str, Any]:
 
 
 def predict_tasks(
-    tasks: list[Any], config: LabelConfig, engine: OcrEngine, fetch: ImageFetcher, cache: PredictionCache | None = None
+    tasks: list[Any],
+    config: LabelConfig,
+    engine: OcrEngine,
+    fetch: ImageFetcher,
+    cache: PredictionCache | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> list[dict[str, Any]]:
     """One prediction per task, in order; a task whose image fails gets `empty(reason)`.
-    Shared by /predict and `svtr-label push`."""
+    Shared by /predict and `svtr-label push`. Images are fetched and decoded one batch at a
+    time, so a 100-task request never holds 100 decoded pages in memory."""
+    answers: list[dict[str, Any]] = []
+    for start in range(0, len(tasks), max(batch_size, 1)):
+        answers.extend(_predict_batch_of_tasks(tasks[start : start + batch_size], config, engine, fetch, cache))
+    return answers
+
+
+def _predict_batch_of_tasks(
+    tasks: list[Any], config: LabelConfig, engine: OcrEngine, fetch: ImageFetcher, cache: PredictionCache | None
+) -> list[dict[str, Any]]:
     answers: list[dict[str, Any] | None] = [None] * len(tasks)
     pending: list[tuple[int, DecodedImage]] = []
     for i, task in enumerate(tasks):

@@ -107,9 +107,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     created, failed = 0, []
     bar = tqdm(total=len(todo), unit="task", desc="pushing predictions", disable=args.no_progress, file=sys.stderr)
     for chunk in chunks(todo, args.chunk):
-        answers = []
-        for batch in chunks(chunk, args.batch_size):
-            answers.extend(predict_tasks(list(batch), config, engine, fetch, cache))
+        answers = predict_tasks(list(chunk), config, engine, fetch, cache, batch_size=args.batch_size)
         ready = [{"task": t["id"], **a} for t, a in zip(chunk, answers) if "error" not in a]
         failed += [f"task {t['id']}: {a['error']}" for t, a in zip(chunk, answers) if "error" in a]
         created += ls.import_predictions(args.project, ready)

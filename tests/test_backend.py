@@ -130,6 +130,15 @@ def test_predict_answers_every_task_in_order(client, engine):
     assert res[3]["result"] == [] and res[3]["score"] == 0 and "error" not in res[3]
 
 
+def test_many_tasks_keep_their_order_across_batches(client):
+    names = ["text_rec.jpg", "nothing.jpg", "short.png", "text_rec.jpg", "not-an-image.jpg", "text_rec.jpg", "empty_black.jpg"]
+    res = predict(client, [task(local(n), i) for i, n in enumerate(names)])["results"]
+    assert len(res) == len(names)
+    assert [texts(res[i]["result"]) for i in (0, 3, 5)] == [["韩国小馆"]] * 3
+    assert "no such file" in res[1]["error"] and "not an image" in res[4]["error"]
+    assert len(texts(res[2]["result"])) == 1 and res[6]["result"] == []
+
+
 def test_predicted_boxes_are_where_the_text_is(client):
     res = predict(client, [task(local("ch_en_num.jpg"))])["results"][0]["result"]
     first = next(r for r in res if r["type"] == "polygon")
