@@ -206,6 +206,8 @@ class Store:
             self._conn.execute("COMMIT")
 
     def _migrate(self) -> None:
+        if self.schema_version == SCHEMA_VERSION:  # the usual case: no write lock needed to open
+            return
         with self._tx() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

@@ -274,3 +274,28 @@ def test_killed_writer_loses_nothing_committed(tmp_path):
     assert [h.after["text"] for h in edits] == [f"text {n}" for n in range(200)]
     assert store.current_page(image_id).regions[0].text == "text 199"
     assert store.image_ids() == [image_id]  # nothing of the killed import
+
+
+CONCURRENT = textwrap.dedent(
+    """
+    import sys
+    from svtr_label.store import Store
+    store = Store(sys.argv[1])
+    for n in range(40):
+        store.set_text(int(sys.argv[2]), sys.argv[3], f"{sys.argv[3]} {n}", who=sys.argv[3])
+    """
+)
+
+
+def test_two_processes_write_at_once(tmp_path):
+    """A notebook and the Label Studio backend write to the same store: writers queue, none is lost."""
+    db = tmp_path / "s.db"
+    quad = ((0, 0), (10, 0), (10, 5), (0, 5))
+    with Store(db) as store:
+        image_id = store.add_page(Page(100, 50, "e" * 64, (Region("a", quad, ""), Region("b", quad, "")), model_version="m"), "x.png")
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(db), str(image_id), rid]) for rid in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with Store(db) as store:
+        hist = store.history(image_id)
+        assert sorted(h.after["text"] for h in hist) == sorted(f"{r} {n}" for r in "ab" for n in range(40))
+        assert texts(store.current_page(image_id)) == ["a 39", "b 39"]

@@ -3,6 +3,7 @@ ICDAR 2015 and Label Studio tasks. Each writer fills an ExportDir and returns it
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -110,8 +111,6 @@ def _manifest(job: _Job) -> dict[str, Any]:
         "issues": [i.to_dict() for i in job.report.issues],
     }
     if opts.dict_bytes is not None:
-        import hashlib
-
         manifest["dictionary"] = {"source": opts.dict_source, "sha256": hashlib.sha256(opts.dict_bytes).hexdigest()}
     return manifest
 
