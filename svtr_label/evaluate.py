@@ -15,7 +15,6 @@ Lines are matched one-to-one by outline (IoU > 0.5, best pairs first). Then:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path

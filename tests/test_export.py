@@ -21,7 +21,7 @@ import pytest
 from svtr_label.cli import main
 from svtr_label.engine import _internal_pipeline
 from svtr_label.geometry import bounding_quad
-from svtr_label.page import IGNORE_TEXT, Region
+from svtr_label.page import IGNORE_TEXT
 from svtr_label.store import Store
 from svtr_label.synth import find_font
 

@@ -18,7 +18,8 @@ def add_parser(sub: Any) -> None:
         "export",
         help="export corrected labels for retraining (PaddleOCR, PaddleX, ICDAR 2015, Label Studio)",
         description="Invalid samples: 'fail' (default) writes nothing and exits 1; 'drop' leaves them out, lists them "
-        "and exits 0; 'report' leaves them out, lists them and exits 3. Either way they are printed and in manifest.json.",
+        "and exits 0; 'report' leaves them out, lists them and exits 3. Invalid samples are always printed; "
+        "with drop/report they are also listed in manifest.json.",
     )
     p.add_argument("input", metavar="INPUT", help="svtr-label store file, or a Label Studio JSON export")
     p.add_argument("--format", required=True, choices=FORMATS)
