@@ -166,6 +166,9 @@ def test_import_latest_annotation_wins(tmp_path, synth_set):
     assert texts(store.current_page(image_id)) == [l.text for l in pages[2].lines]
     assert store.get_image(image_id).state == "reviewed"
     assert store.reviewers(image_id) == ["ann@example.com"]
+    n_edits = len(store.history(image_id))
+    assert store.import_label_studio_tasks([task]) == [image_id]  # importing the same export again
+    assert len(store.history(image_id)) == n_edits
 
 
 def test_webhook_idempotent_and_out_of_order(tmp_path, synth_set, synth_predictions):
