@@ -99,6 +99,20 @@ def test_setup_refuses_a_config_without_per_region_text(client):
     assert 'TextArea perRegion="true"' in r.json["error"]
 
 
+def test_models_that_cannot_load_are_reported_clearly(client, monkeypatch):
+    from svtr_backend import _wsgi
+
+    monkeypatch.setenv("SVTR_PROFILE", "custom")  # custom without model folders cannot load
+    monkeypatch.delitem(backend._shared, "engine", raising=False)
+    monkeypatch.setitem(_wsgi._state, "load_error", None)
+    _wsgi._preload()
+    health = client.get("/health").json
+    assert health["status"] == "ERROR" and health["models_loaded"] is False
+    assert "SVTR_DET_MODEL_DIR" in health["error"]
+    r = client.post("/setup", json={"project": "1.1", "schema": CONFIG})
+    assert r.status_code == 503 and "SVTR_DET_MODEL_DIR" in r.json["error"]
+
+
 def test_side_routes_answer_json(client):
     assert client.get("/metrics").json == {}
     assert client.get("/is_training?project=1.1").json["is_training"] is False

@@ -319,3 +319,36 @@ def test_pull_brings_annotations_into_a_store(label_studio, project, tmp_path):
     with Store(out) as store:
         texts = [r.text for i in store.image_ids() for r in store.current_page(i).regions]
     assert "pulled correction" in texts
+
+
+def test_basic_auth_backend_with_label_studio(label_studio, served_backend, real_images, monkeypatch):
+    """With BASIC_AUTH_USER/PASS set, Label Studio connects with its ML basic-auth settings; its
+    auto-created webhook carries no credentials until the Authorization header is added to it."""
+    import base64
+
+    monkeypatch.setenv("BASIC_AUTH_USER", "ls-user")
+    monkeypatch.setenv("BASIC_AUTH_PASS", "ls-pass-123")
+    url, store = served_backend
+    ls = label_studio.client()
+    pid = ls.request("POST", "/api/projects", json={"title": "svtr basic auth", "label_config": CONFIG}).json()["id"]
+    shutil.copy(real_images / "text_rec.jpg", label_studio.document_root / "auth-line.jpg")
+    ls.request("POST", f"/api/projects/{pid}/import", json=[{"data": {"image": "/data/local-files/?d=auth-line.jpg"}}])
+    ml = ls.request("POST", "/api/ml", json={"url": url, "project": pid, "title": "svtr-auth", "auth_method": "BASIC_AUTH",
+                                              "basic_auth_user": "ls-user", "basic_auth_pass": "ls-pass-123"}).json()
+    assert ml["state"] == "CO", ml.get("error_message")
+    _retrieve(ls, pid)
+    task = next(iter(ls.tasks(pid)))
+    assert _texts(task["predictions"][0]["result"]) == ["韩国小馆"]
+
+    hook = next(h for h in ls.request("GET", "/api/webhooks/", params={"project": pid}).json() if h["url"].startswith(url))
+    header = "Basic " + base64.b64encode(b"ls-user:ls-pass-123").decode()
+    ls.request("PATCH", f"/api/webhooks/{hook['id']}/", json={"headers": {"Authorization": header}})
+    result = copy.deepcopy(task["predictions"][0]["result"])
+    next(r for r in result if r["type"] == "textarea")["value"]["text"] = ["韩国小馆 (checked)"]
+    ls.create_annotation(task["id"], result)
+
+    def stored():
+        image = store.find_image(ref=task["data"]["image"])
+        return image is not None and "韩国小馆 (checked)" in [r.text for r in store.current_page(image).regions]
+
+    assert _wait_for(stored)
