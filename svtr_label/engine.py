@@ -2,16 +2,23 @@
 
 `predict` runs the whole pipeline on pages; `recognize` reads text inside given quads with the
 pipeline's own crop and recognizer (re-recognition of an edited or user-drawn box).
+
+On CPU the engine keeps one pipeline per worker, each with its own inference threads, and spreads
+images over them: ONNX Runtime and Paddle scale poorly past one thread on these small models, so
+N single-threaded pipelines outrun one N-threaded pipeline (measured in benchmarks/).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -28,23 +35,83 @@ os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
 ImageInput = Union[DecodedImage, bytes, str, os.PathLike]
 
 
+def _default_workers(device: str) -> int:
+    if not device.startswith("cpu"):
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     device: str = "cpu"
-    cpu_threads: int | None = None
+    workers: int | None = None  # pipelines in the pool; default: one per core (at most 4), 1 on GPU
+    cpu_threads: int | None = None  # inference threads per pipeline; default: cores / workers
     rec_batch_size: int = 8
     enable_mkldnn: bool | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ = os.environ) -> "EngineSettings":
         threads = env.get("SVTR_CPU_THREADS")
+        workers = env.get("SVTR_WORKERS")
         mkldnn = env.get("SVTR_ENABLE_MKLDNN")
         return cls(
             device=env.get("SVTR_DEVICE", "cpu"),
+            workers=int(workers) if workers else None,
             cpu_threads=int(threads) if threads else None,
             rec_batch_size=int(env.get("SVTR_REC_BATCH_SIZE", 8)),
             enable_mkldnn=None if mkldnn in (None, "") else mkldnn.lower() in ("1", "true", "yes"),
         )
+
+    def resolved(self) -> "EngineSettings":
+        """Concrete worker and thread counts for this machine."""
+        workers = self.workers or _default_workers(self.device)
+        threads = self.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
+        return replace(self, workers=workers, cpu_threads=threads)
+
+
+class _PipelinePool:
+    """Up to `size` pipelines built on demand; a call borrows one for its duration."""
+
+    def __init__(self, build: Callable[[], Any], size: int) -> None:
+        self._build = build
+        self.size = size
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._created = 0
+        self._lock = threading.Lock()
+
+    @property
+    def created(self) -> int:
+        return self._created
+
+    def fill(self) -> None:
+        while self._reserve():
+            self._idle.put(self._build_reserved())
+
+    def _reserve(self) -> bool:
+        with self._lock:
+            if self._created >= self.size:
+                return False
+            self._created += 1
+            return True
+
+    def _build_reserved(self) -> Any:
+        try:
+            return self._build()
+        except BaseException:
+            with self._lock:
+                self._created -= 1
+            raise
+
+    @contextmanager
+    def borrow(self) -> Iterator[Any]:
+        try:
+            pipeline = self._idle.get_nowait()
+        except queue.Empty:
+            pipeline = self._build_reserved() if self._reserve() else self._idle.get()
+        try:
+            yield pipeline
+        finally:
+            self._idle.put(pipeline)
 
 
 @dataclass(frozen=True)
@@ -65,42 +132,37 @@ class OcrEngine:
     """PaddleOCR's OCR pipeline for one profile. Build it with `get_engine` to share it."""
 
     def __init__(self, profile: Profile, settings: EngineSettings | None = None) -> None:
-        self.settings = settings or EngineSettings()
+        self.settings = (settings or EngineSettings()).resolved()
         self.profile = _named(profile)
-        self._lock = threading.Lock()
-        self._ocr_pipeline: Any = None
+        self._pool = _PipelinePool(lambda: _build_pipeline(self.profile, self.settings), self.settings.workers or 1)
+        self._spread = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="svtr-ocr")
         if self.profile.det.dir is None or self.profile.rec.dir is None:
             # Downloaded weights are only known after loading: name them in model_version.
             self.load()
         self.model_version = _model_version(self.profile)
 
     def load(self) -> "OcrEngine":
-        """Load the models now (they load on first use otherwise: a cache hit never needs them)."""
-        if self._ocr_pipeline is None:
-            with self._lock:
-                if self._ocr_pipeline is None:
-                    self._ocr_pipeline = _build_pipeline(self.profile, self.settings)
+        """Load every worker's models now (they load on first use otherwise: a cache hit needs none)."""
+        self._pool.fill()
         return self
 
     @property
     def loaded(self) -> bool:
-        return self._ocr_pipeline is not None
-
-    @property
-    def _ocr(self) -> Any:
-        return self.load()._ocr_pipeline
+        return self._pool.created > 0
 
     # -- whole pages ---------------------------------------------------------------------------
 
     def predict(self, images: Sequence[ImageInput]) -> list[Page]:
         """Detect and recognize every line of each image; one Page per image, in order."""
         decoded = [as_decoded(im) for im in images]
-        if not decoded:
-            return []
-        ocr = self._ocr
-        with self._lock:
-            results = list(ocr.predict([d.bgr for d in decoded]))
-        return [self._to_page(d, r) for d, r in zip(decoded, results)]
+        if len(decoded) <= 1 or self._pool.size == 1:
+            return [self._predict_one_decoded(d) for d in decoded]
+        return list(self._spread.map(self._predict_one_decoded, decoded))
+
+    def _predict_one_decoded(self, image: DecodedImage) -> Page:
+        with self._pool.borrow() as ocr:
+            (result,) = ocr.predict(image.bgr)
+        return self._to_page(image, result)
 
     def predict_one(self, image: ImageInput) -> Page:
         return self.predict([image])[0]
@@ -127,8 +189,8 @@ class OcrEngine:
         if not regions:
             return []
         quads = [np.asarray(bounding_quad(r), dtype=np.float32) for r in regions]
-        inner = _internal_pipeline(self._ocr)
-        with self._lock:
+        with self._pool.borrow() as ocr:
+            inner = _internal_pipeline(ocr)
             crops = inner._crop_by_polys(decoded.bgr, quads)
             usable = [i for i, c in enumerate(crops) if c.size > 0 and c.shape[0] > 0 and c.shape[1] > 0]
             crops = [crops[i] for i in usable]
@@ -140,7 +202,12 @@ class OcrEngine:
         return [found.get(i, Recognition("", 0.0)) for i in range(len(regions))]
 
     def describe(self) -> dict[str, Any]:
-        return {**self.profile.describe(), "model_version": self.model_version}
+        return {
+            **self.profile.describe(),
+            "model_version": self.model_version,
+            "workers": self._pool.size,
+            "threads_per_worker": self.settings.cpu_threads,
+        }
 
 
 # --- building --------------------------------------------------------------------------------

@@ -177,3 +177,14 @@ def test_svtrv2_profile_loads_local_model_folders(tmp_path, real_images):
     engine = OcrEngine(profile)
     assert engine.profile.rec.name == "PP-OCRv5_mobile_rec"  # the folder's own model name wins
     assert engine.predict_one(real_images / "ch_en_num.jpg").regions[0].text == "正品促销"
+
+
+def test_threads_sharing_one_engine_get_the_sequential_results(engine, synth_set, synth_predictions):
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder, pages = synth_set
+    paths = [folder / p.name for p in pages[:6]]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(engine.predict_one, paths))
+    assert [p.to_dict() for p in concurrent] == [p.with_(source=str(path)).to_dict() for p, path in zip(synth_predictions[:6], paths)]
+    assert engine.describe()["workers"] >= 1

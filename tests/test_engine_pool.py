@@ -1,0 +1,62 @@
+"""The engine's pipeline pool: built on demand, never more than its size, a failed build frees its slot."""
+
+import threading
+import time
+
+import pytest
+
+from svtr_label.engine import EngineSettings, _PipelinePool
+
+
+def test_pool_builds_on_demand_up_to_its_size_and_reuses():
+    built = []
+    pool = _PipelinePool(lambda: built.append(object()) or built[-1], size=2)
+    with pool.borrow() as a:
+        with pool.borrow() as b:
+            assert a is not b
+    with pool.borrow() as c:
+        assert c in (a, b)
+    assert len(built) == 2 and pool.created == 2
+
+
+def test_third_borrower_waits_for_a_free_pipeline():
+    pool = _PipelinePool(object, size=1)
+    order = []
+
+    def user(name):
+        with pool.borrow():
+            order.append(f"{name} in")
+            time.sleep(0.05)
+            order.append(f"{name} out")
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+
+
+def test_failed_build_frees_its_slot():
+    calls = []
+
+    def build():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("model folder vanished")
+        return object()
+
+    pool = _PipelinePool(build, size=1)
+    with pytest.raises(RuntimeError):
+        with pool.borrow():
+            pass
+    with pool.borrow() as p:
+        assert p is not None
+    assert pool.created == 1
+
+
+def test_settings_resolve_threads_per_worker():
+    s = EngineSettings(workers=2, cpu_threads=None).resolved()
+    assert s.workers == 2 and s.cpu_threads >= 1
+    assert EngineSettings(device="gpu:0").resolved().workers == 1
+    assert EngineSettings.from_env({"SVTR_WORKERS": "3", "SVTR_CPU_THREADS": "1"}) == EngineSettings(workers=3, cpu_threads=1)
