@@ -262,3 +262,19 @@ def test_export_panel_exports_corrected_images_and_tables_invalid_lines(review_s
     assert str(tmp_path / "panel") in panel.result.value and panel.progress.value == 100
     panel.dictionary.value = str(tmp_path / "missing-dict.txt")
     assert panel.export() is None and "export failed" in panel.result.value
+
+
+def test_editor_copes_with_an_empty_page_and_a_missing_file(tmp_path):
+    from svtr_label.page import Page, Region
+
+    store = Store(tmp_path / "s.sqlite")
+    empty = store.add_page(Page(width=300, height=100, sha256="a" * 64, model_version="m"), image_ref=str(tmp_path / "gone.png"))
+    editor = Editor(store)
+    assert "picture not shown" in editor.status.value and editor.lines.children == ()
+    editor._command({"cmd": "accept"})
+    assert "no lines" in editor.status.value
+    editor._command({"cmd": "add", "points": [[10, 10], [120, 10], [120, 40], [10, 40]]})  # no engine: empty text
+    assert len(editor.model.lines) == 1 and editor.model.current.text == ""
+    editor._rows[editor.model.current.id].text.value = "typed by hand"
+    assert store.current_page(empty).regions[0].text == "typed by hand"
+    assert isinstance(store.current_page(empty).regions[0], Region)

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import ipywidgets as w
+import numpy as np
 
 from svtr_label.engine import OcrEngine
 from svtr_label.geometry import clamp, order_clockwise
+from svtr_label.images import ImageError
 from svtr_label.page import IGNORE_TEXT, Page, Region
 from svtr_label.store import Store, StoreError
 
@@ -504,8 +506,15 @@ class Editor(w.VBox):
     # -- drawing -------------------------------------------------------------------------------
 
     @property
-    def rgb(self):
-        return self.model.images.get(self.model.image_id).rgb()
+    def rgb(self) -> np.ndarray:
+        """The current image's pixels; a blank page of the right size when its file cannot be read,
+        so the texts can still be reviewed and the reviewer is told why the picture is missing."""
+        m = self.model
+        try:
+            return m.images.get(m.image_id).rgb()
+        except (StoreError, ImageError) as exc:
+            m.message = f"⚠ picture not shown: {exc}"
+            return np.full((m.page.height, m.page.width, 3), 255, dtype=np.uint8)
 
     def _view(self) -> render.ViewBox:
         page, region = self.model.page, self.model.current
