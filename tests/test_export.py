@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -46,6 +47,14 @@ def reviewed(tmp_path_factory, synth_set, synth_predictions):
     store.set_image_state(ids[2], "reviewed", who="bob")
     store.close()
     return db, ids
+
+
+@contextmanager
+def paddlex_pipeline(engine):
+    """The PaddleX pipeline object the engine runs (private to the engine: this test needs the
+    pipeline's own crop operator and recognizer, not the engine's wrapping of them)."""
+    with engine._pool.borrow() as ocr:
+        yield _internal_pipeline(ocr)
 
 
 def export(*args: str) -> int:
@@ -125,18 +134,18 @@ def test_paddleocr_format_parses_back_with_pipeline_crops(tmp_path, reviewed, en
     assert Counter(t for _, t in rec) == want and "Corrected zero" in want and "Fixed line 3" in want
 
     # Crops are the pipeline's own: same pixels as its CropByPolys, read back by its recognizer.
-    inner = _internal_pipeline(engine._ocr)
-    page_by_stem = {rel.split("/")[-1].rsplit(".", 1)[0]: expected[sha_of(out / rel)] for rel, _ in det}
-    for rel, text in rec[:8]:
-        stem, index = rel.split("/")[-1][: -len(".png")].rsplit("_", 1)
-        region = page_by_stem[stem].regions[int(index)]
-        image = cv2.imread(str(out / [r for r, _ in det if stem in r][0]))
-        (want_crop,) = inner._crop_by_polys(image, [np.asarray(bounding_quad(region.points), dtype=np.float32)])
-        assert np.array_equal(cv2.imread(str(out / rel)), want_crop)
-    crops = [cv2.imread(str(out / rel)) for rel, _ in rec]
-    read = [str(r["rec_text"]) for r in inner.text_rec_model(crops)]
-    corrected = {"Corrected zero", "Fixed line 3"}
-    assert [r for r, (_, t) in zip(read, rec) if t not in corrected] == [t for _, t in rec if t not in corrected]
+    with paddlex_pipeline(engine) as inner:
+        page_by_stem = {rel.split("/")[-1].rsplit(".", 1)[0]: expected[sha_of(out / rel)] for rel, _ in det}
+        for rel, text in rec[:8]:
+            stem, index = rel.split("/")[-1][: -len(".png")].rsplit("_", 1)
+            region = page_by_stem[stem].regions[int(index)]
+            image = cv2.imread(str(out / [r for r, _ in det if stem in r][0]))
+            (want_crop,) = inner._crop_by_polys(image, [np.asarray(bounding_quad(region.points), dtype=np.float32)])
+            assert np.array_equal(cv2.imread(str(out / rel)), want_crop)
+        crops = [cv2.imread(str(out / rel)) for rel, _ in rec]
+        read = [str(r["rec_text"]) for r in inner.text_rec_model(crops)]
+        corrected = {"Corrected zero", "Fixed line 3"}
+        assert [r for r, (_, t) in zip(read, rec) if t not in corrected] == [t for _, t in rec if t not in corrected]
 
     # One split by image, the same for det and rec.
     val_images = {rel for rel, _ in read_list(out / "det_gt_val.txt")}
@@ -375,5 +384,6 @@ def test_exif_rotated_photo_exports_upright_pixels(tmp_path, real_images, engine
     assert (image.shape[1], image.shape[0]) == (page.width, page.height)
     assert [i["transcription"] for i in json.loads(label)] == texts(page)
     rows = read_list(out / "rec_gt.txt")
-    read = [str(r["rec_text"]) for r in _internal_pipeline(engine._ocr).text_rec_model([cv2.imread(str(out / r)) for r, _ in rows])]
+    with paddlex_pipeline(engine) as inner:
+        read = [str(r["rec_text"]) for r in inner.text_rec_model([cv2.imread(str(out / r)) for r, _ in rows])]
     assert read == [t for _, t in rows] and read[0] == "我是中国人"
