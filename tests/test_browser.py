@@ -26,7 +26,9 @@ ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = os.environ.get("SVTR_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 NOTEBOOK = "02_review_and_correct.ipynb"
+EXPLORE = "01_preannotate_and_explore.ipynb"
 EDITED = "Playwright was here"
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 
 
 def free_port() -> int:
@@ -56,7 +58,8 @@ def lab(tmp_path_factory):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     pytest.importorskip("playwright")
     root = tmp_path_factory.mktemp("lab")
-    shutil.copy(REPO / "notebooks" / NOTEBOOK, root / NOTEBOOK)
+    for name in (NOTEBOOK, EXPLORE):
+        shutil.copy(REPO / "notebooks" / name, root / name)
     config = root / ".jupyter-config"
     (config / "labconfig").mkdir(parents=True)
     # The news pop-up would cover the notebook; nothing here may reach the network anyway.
@@ -88,7 +91,11 @@ def lab(tmp_path_factory):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_server(f"{base}/api/status?token={token}", proc, log)
-        yield {"url": f"{base}/lab/tree/{NOTEBOOK}?token={token}", "store": root / "work" / "review.sqlite"}
+        yield {
+            "url": f"{base}/lab/tree/{NOTEBOOK}?token={token}",
+            "explore_url": f"{base}/lab/tree/{EXPLORE}?token={token}",
+            "store": root / "work" / "review.sqlite",
+        }
     finally:
         proc.terminate()
         try:
@@ -134,7 +141,8 @@ def run_all_cells(tab) -> None:
 def start_all_cells(tab, attempts: int = 3) -> None:
     """Run All once the kernel is idle; a click made while the session still connects can be
     dropped, so it is repeated until the first code cell shows it ran (the notebook is idempotent)."""
-    first_prompt = tab.locator(".jp-CodeCell .jp-InputPrompt").first
+    # Scoped to the notebook on show: JupyterLab keeps the earlier test's notebook open in another tab.
+    first_prompt = tab.locator(f"{ACTIVE} .jp-CodeCell .jp-InputPrompt").first
     for _ in range(attempts):
         tab.wait_for_selector(".jp-StatusBar-TextItem:has-text('Idle')", timeout=90_000)
         run_all_cells(tab)
@@ -245,3 +253,25 @@ def test_review_notebook_in_jupyterlab(lab, page):
     wait_until(lambda: "image 2/2" in status(tab), what="the next image")
     tab.wait_for_selector(".svtr-overlay polygon.svtr-quad")
     tab.screenshot(path=str(ARTIFACTS / "04-next-image.png"), full_page=True)
+
+
+def test_explore_notebook_shows_thumbnails_and_opens_the_editor(lab, page):
+    tab = page
+    tab.goto(lab["explore_url"])
+    tab.wait_for_selector(f"{ACTIVE} .jp-Notebook .jp-Cell", timeout=90_000)
+    wait_until(lambda: tab.locator(".lm-TabBar-tab.lm-mod-current", has_text="01_preannotate").count() > 0, what="the notebook's tab")
+    start_all_cells(tab)
+    thumbs = tab.locator(".svtr-browser .widget-image")
+    tab.wait_for_selector(".svtr-browser .widget-image", timeout=180_000)
+    with Store(lab["store"]) as store:
+        n_images = len(store.image_ids())
+    wait_until(lambda: thumbs.count() == n_images, what="one thumbnail per image")
+    box = thumbs.first.bounding_box()
+    assert box and box["width"] > 50 and box["height"] > 50
+    assert tab.locator(".svtr-browser svg rect").count() == 10  # the score histogram's bins
+    browser = tab.locator(".svtr-browser").first
+    browser.scroll_into_view_if_needed()
+    browser.screenshot(path=str(ARTIFACTS / "05-browser.png"))
+    browser.locator("button", has_text="open").first.click()
+    tab.wait_for_selector(".svtr-browser .svtr-editor .svtr-overlay polygon.svtr-quad", timeout=60_000)
+    tab.screenshot(path=str(ARTIFACTS / "06-browser-opened-editor.png"), full_page=True)

@@ -175,17 +175,21 @@ class Browser(w.VBox):
         self.grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat(auto-fill, {thumb_size + 10}px)", grid_gap="6px"))
         self.pager = w.HTML()
         super().__init__([self._controls(), self.summary, self.grid, self._pager_box(), self.editor_area])
+        self.add_class("svtr-browser")
         self.refresh()
 
     def _controls(self) -> w.Box:
         f = self.model.filters
-        self.state = w.Dropdown(options=[("any state", None)] + [(s.replace("_", " "), s) for s in IMAGE_STATES], value=f.state, description="state")
+        # No value= for the 'any' choices: ipywidgets shows a None value as an empty box.
+        self.state = w.Dropdown(options=[("any state", None)] + [(s.replace("_", " "), s) for s in IMAGE_STATES], description="state")
         self.max_score = w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="lowest ≤", readout_format=".2f")
         self.search = w.Text(placeholder="text in any line", description="search", continuous_update=False)
         self.version = w.Dropdown(options=[("any model", None)] + [(v, v) for v in self.model.model_versions()], description="model")
         self.sort = w.Dropdown(options=list(SORTS.items()), value=f.sort, description="sort")
         self.sample = w.IntText(value=10, description="audit n", layout=w.Layout(width="160px"))
-        audit = w.ToggleButton(description="random audit sample", tooltip="images drawn at random: confidence alone misses errors")
+        audit = w.ToggleButton(
+            description="random audit sample", tooltip="images drawn at random: confidence alone misses errors", layout=w.Layout(width="auto")
+        )
         for widget in (self.state, self.max_score, self.search, self.version, self.sort):
             widget.observe(lambda _c: self._apply(), names="value")
         audit.observe(lambda c: self._apply(sample=c["new"]), names="value")
@@ -199,7 +203,7 @@ class Browser(w.VBox):
 
     def _pager_box(self) -> w.HBox:
         prev, nxt = w.Button(description="◀ previous"), w.Button(description="next ▶")
-        review = w.Button(description="review these in the editor", button_style="primary")
+        review = w.Button(description="review these in the editor", button_style="primary", layout=w.Layout(width="auto"))
         prev.on_click(lambda _b: self._turn(-1))
         nxt.on_click(lambda _b: self._turn(1))
         review.on_click(lambda _b: self.open_editor())
