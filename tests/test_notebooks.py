@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,43 @@ def test_label_studio_notebook_skips_the_server_part_without_a_url(tmp_path, mon
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
     nb = run_notebook("04_label_studio_roundtrip.ipynb", tmp_path, monkeypatch)
     assert "skipped" in text_of(nb).lower()
+
+
+@pytest.mark.labelstudio
+@pytest.mark.pipeline
+def test_label_studio_notebook_pulls_reviews_and_pushes_back(tmp_path, monkeypatch, request, engine, real_images):
+    """Notebook 04 against a real Label Studio: pull a task with its prediction, a (scripted)
+    correction in the editor, push it back as an annotation."""
+    try:
+        server = request.getfixturevalue("label_studio")
+    except pytest.FixtureLookupError:
+        pytest.skip("the label_studio server fixture lives in test_labelstudio_e2e.py; in conftest.py it would run this")
+    from svtr_label.labelstudio import load_config, make_task, recommended_config
+
+    ls = server.client()
+    pid = ls.request("POST", "/api/projects", json={"title": "notebook 04", "label_config": recommended_config()}).json()["id"]
+    shutil.copy(real_images / "en.jpg", server.document_root / "nb04.jpg")
+    page = engine.predict([real_images / "en.jpg"])[0]
+    task = make_task(page, "/data/local-files/?d=nb04.jpg", load_config(None))
+    ls.request("POST", f"/api/projects/{pid}/import", json=[task])
+
+    nb = nbformat.read(NOTEBOOKS / "04_label_studio_roundtrip.ipynb", as_version=4)
+    push = next(i for i, c in enumerate(nb.cells) if "create_annotation" in c.source)
+    # The reviewer's part: accept the first line with a corrected text, as Enter in the editor does.
+    nb.cells.insert(push, nbformat.v4.new_code_cell('editor.model.accept("Corrected in notebook 04")'))
+    copy = NOTEBOOKS.parent / "test-artifacts" / "04_online.ipynb"
+    copy.parent.mkdir(exist_ok=True)
+    nbformat.write(nb, copy)
+    for key, value in {
+        "LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.personal_token,
+        "LABEL_STUDIO_PROJECT": str(pid), "LOCAL_FILES_DOCUMENT_ROOT": str(server.document_root),
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SVTR_WORK", str(tmp_path))
+    monkeypatch.setenv("SVTR_REVIEWER", "nbclient")
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
+    assert "pushed 1 annotations" in text_of(nb)
+    [pulled] = list(ls.tasks(pid))
+    texts = [t for r in pulled["annotations"][0]["result"] if r["type"] == "textarea" for t in r["value"]["text"]]
+    assert "Corrected in notebook 04" in texts and len(texts) == len(page.regions)
