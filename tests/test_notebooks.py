@@ -4,7 +4,6 @@ no network. Their settings cell reads environment variables, which point them at
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
