@@ -455,6 +455,8 @@ class Editor(w.VBox):
         ])
         self.add_class("svtr-editor")
         self.add_class(f"svtr-uid-{self.uid}")
+        # First-time users learn the one gesture that does most of the work.
+        self.model.message = self.model.message or "click a line's text, fix it, press Enter (↓/↑ lines, PgDn next image)"
         self.refresh(focus=False)
 
     # -- building ------------------------------------------------------------------------------
