@@ -46,3 +46,6 @@ def synth_predictions(engine, synth_set):
     """The bundled engine's pages for the generated set, in the same order."""
     folder, pages = synth_set
     return engine.predict([folder / p.name for p in pages])
+
+# The real Label Studio server fixture (label_studio), shared by every test module.
+pytest_plugins = ["conftest_ls"]
