@@ -152,15 +152,6 @@ def _predict_batch_of_tasks(
     return [a if a is not None else empty() for a in answers]
 
 
-def _with_size_hint(data: dict[str, Any]) -> dict[str, Any]:
-    """Webhook tasks carry no results; the store reads an uploaded image's size from results,
-    so hand it the event's own annotation (whose results hold original_width/height)."""
-    task, ann = data.get("task"), data.get("annotation")
-    if not isinstance(task, dict) or not isinstance(ann, dict) or task.get("annotations") or task.get("predictions"):
-        return data
-    return {**data, "task": {**task, "annotations": [ann]}}
-
-
 class SvtrBackend(LabelStudioMLBase):
     """Pre-annotates text lines (polygon or rectangle + per-region transcription)."""
 
@@ -240,7 +231,7 @@ class SvtrBackend(LabelStudioMLBase):
         """Annotation webhooks update the corrections store (idempotent: repeats and stale events change nothing)."""
         if event not in WEBHOOK_EVENTS or not isinstance(data, dict):
             return {"status": "ignored", "event": str(event)}
-        changed = store().apply_webhook({"action": event, **_with_size_hint(data)})
+        changed = store().apply_webhook({"action": event, **data})
         return {"status": "stored" if changed else "unchanged", "event": event}
 
     def process_event(self, event: str, data: dict[str, Any], job_id: Any, additional_params: dict[str, Any]) -> dict[str, Any]:

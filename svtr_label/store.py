@@ -481,16 +481,18 @@ class Store:
                 return self._delete_annotation(conn, task, ann)
             if not task.get("data"):
                 raise StoreError(f"webhook {action} for annotation {ann.get('id')} carries no task data")
-            image_id = self._task_image(conn, task)
+            # Webhook tasks carry no results: the event's own annotation holds the image size.
+            # Its refs come from the network, so only files inside the document root are read.
+            image_id = self._task_image(conn, {**task, "annotations": [ann]}, confined=True)
             return self._apply_annotation(conn, image_id, task.get("id"), ann, _annotator(ann) or "label-studio")
 
-    def _task_image(self, conn: sqlite3.Connection, task: dict[str, Any]) -> int:
+    def _task_image(self, conn: sqlite3.Connection, task: dict[str, Any], confined: bool = False) -> int:
         data = task.get("data") or {}
         ref = _image_ref_of(data)
         if ref is None:
             raise StoreError(f"task {task.get('id')} has no image in data {sorted(data)}")
         size = _task_size(task)
-        path = resolve_local(ref, self.root)
+        path = resolve_local(ref, self.root, confined=confined)
         sha = sha256_bytes(path.read_bytes()) if path is not None else None
         if size is None and path is not None:
             img = read_image(path)
@@ -638,12 +640,20 @@ def _task_size(task: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-def resolve_local(ref: str, root: Path | None = None) -> Path | None:
-    """The local file behind an image ref (a path, file:// URL, or /data/local-files/?d=), if it exists."""
+def resolve_local(ref: str, root: Path | None = None, confined: bool = False) -> Path | None:
+    """The local file behind an image ref (a path, file:// URL, or /data/local-files/?d=), if it exists.
+
+    `confined` is for refs from untrusted senders (webhooks): only `/data/local-files/?d=` refs
+    that stay inside the document root are followed; plain paths and file:// are not.
+    """
     if ref.startswith("/data/local-files/"):
         rel = unquote((parse_qs(urlparse(ref).query).get("d") or [""])[0])
         base = root or (Path(os.environ["LOCAL_FILES_DOCUMENT_ROOT"]) if os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") else Path.cwd())
         path = base / rel
+        if confined and not path.resolve().is_relative_to(base.resolve()):
+            return None
+    elif confined:
+        return None
     elif ref.startswith("file://"):
         path = Path(unquote(urlparse(ref).path))
     elif "://" in ref or ref.startswith("/data/upload/"):

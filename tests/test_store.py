@@ -302,3 +302,35 @@ def test_two_processes_write_at_once(tmp_path):
         hist = store.history(image_id)
         assert sorted(h.after["text"] for h in hist) == sorted(f"{r} {n}" for r in "ab" for n in range(40))
         assert texts(store.current_page(image_id)) == ["a 39", "b 39"]
+
+
+def _webhook(ref, results, ann_id=1):
+    ann = {"id": ann_id, "updated_at": "2026-03-01T10:00:00Z", "result": results}
+    return {"action": "ANNOTATION_CREATED", "task": {"id": 9, "data": {"image": ref}}, "annotation": ann}
+
+
+def test_webhook_for_an_uploaded_image_takes_its_size_from_the_annotation(tmp_path, synth_predictions):
+    """Label Studio's webhook task has no results; the size comes from the event's annotation."""
+    page = synth_predictions[0]
+    store = Store(tmp_path / "s.db")
+    assert store.apply_webhook(_webhook("/data/upload/1/abc-page.png", page_to_results(page, CONFIG)))
+    (info,) = [store.get_image(i) for i in store.image_ids()]
+    assert (info.width, info.height) == (page.width, page.height)
+    assert [r.text for r in store.current_page(info.id).regions] == [r.text for r in page.regions]
+
+
+def test_webhook_refs_cannot_make_the_store_read_files_outside_the_document_root(tmp_path, synth_set, synth_predictions):
+    folder, pages = synth_set
+    root = tmp_path / "root"
+    (root / "inside").mkdir(parents=True)
+    (root / "inside" / "p.png").write_bytes((folder / pages[0].name).read_bytes())
+    outside = tmp_path / "secret.png"
+    outside.write_bytes((folder / pages[0].name).read_bytes())
+    results = page_to_results(synth_predictions[0], CONFIG)
+    store = Store(tmp_path / "s.db", root=root)
+    for i, ref in enumerate([str(outside), f"file://{outside}", "/data/local-files/?d=../secret.png"]):
+        store.apply_webhook(_webhook(ref, results, ann_id=10 + i))
+        image_id = store.find_image(ref=ref)
+        assert store.get_image(image_id).sha256 in (None, ""), ref  # never read
+    store.apply_webhook(_webhook("/data/local-files/?d=inside/p.png", results, ann_id=20))
+    assert store.get_image(store.find_image(ref="/data/local-files/?d=inside/p.png")).sha256 == synth_predictions[0].sha256
