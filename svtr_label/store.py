@@ -372,8 +372,12 @@ class Store:
 
     # -- edits ---------------------------------------------------------------------------------
 
-    def set_text(self, image_id: int, region_id: str, text: str, who: str = "") -> None:
-        self._edit_region(image_id, region_id, "set_text", lambda r: r.with_(text=str(text)), who)
+    def set_text(self, image_id: int, region_id: str, text: str, who: str = "", score: float | None = None) -> None:
+        """Set a line's text; `score` too when the text came from the recognizer (a re-read)."""
+        def change(r: Region) -> Region:
+            return r.with_(text=str(text)) if score is None else r.with_(text=str(text), score=float(score))
+
+        self._edit_region(image_id, region_id, "set_text", change, who)
 
     def mark_illegible(self, image_id: int, region_id: str, who: str = "") -> None:
         self._edit_region(image_id, region_id, "mark_illegible", lambda r: r.with_(text=IGNORE_TEXT), who)

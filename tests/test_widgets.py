@@ -109,6 +109,11 @@ def test_moving_a_vertex_writes_points_and_rereading_updates_text(model, review_
     assert all(abs(a[1] - b[1] - 3) < 1e-6 for a, b in zip(region.points, model.current.points))
     model.set_text("garbage")
     assert model.rerecognize() == region.text
+    reread = model.current
+    expected = model.engine.recognize(model.images.get(model.image_id), [reread.points])[0]
+    assert reread.score == expected.score  # the re-read's own score, not the old prediction's
+    stored = {r.id: r for r in review_store.current_page(model.image_id).regions}[region.id]
+    assert (stored.text, stored.score) == (region.text, expected.score)
 
 
 def test_browser_commands_drive_the_model(model, review_store):

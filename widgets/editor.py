@@ -180,13 +180,14 @@ class EditorModel:
 
     # -- edits (each one store transaction) ----------------------------------------------------
 
-    def set_text(self, text: str, region_id: str | None = None) -> bool:
-        """Write a line's text; nothing is recorded when it did not change. True when written."""
+    def set_text(self, text: str, region_id: str | None = None, score: float | None = None) -> bool:
+        """Write a line's text (and the recognizer's score, after a re-read); nothing is recorded
+        when neither changed. True when written."""
         region = self._region(region_id)
         text = text.strip("\r\n")
-        if text == region.text:
+        if text == region.text and (score is None or score == region.score):
             return False
-        self.store.set_text(self.image_id, region.id, text, who=self.who)
+        self.store.set_text(self.image_id, region.id, text, who=self.who, score=score)
         self._load(keep=self.current.id if self.current else None)
         return True
 
@@ -280,7 +281,7 @@ class EditorModel:
         region = self._region(region_id)
         image = self.images.get(self.image_id)
         found = self.engine.recognize(image, [region.points])[0]
-        self.set_text(found.text, region.id)
+        self.set_text(found.text, region.id, score=found.score)
         self.message = f"re-read: {found.text!r} (score {found.score:.2f})"
         return found.text
 
