@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,17 @@ os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_IMAGES = Path(os.environ.get("SVTR_REAL_TESTDATA", REPO.parent / "shared" / "testdata" / "real"))
+
+
+def wait_until(check, timeout: float = 30, what: str = "condition"):
+    """Poll `check` until it returns something true (that value), or fail the test naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="session")

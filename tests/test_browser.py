@@ -19,6 +19,8 @@ import pytest
 
 from svtr_label.store import Store
 
+from conftest import wait_until
+
 pytestmark = [pytest.mark.browser, pytest.mark.pipeline]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,16 +158,6 @@ def start_all_cells(tab, attempts: int = 3) -> None:
 
 def status(tab) -> str:
     return tab.locator(".svtr-editor .widget-html").nth(1).inner_text()
-
-
-def wait_until(check, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_review_notebook_in_jupyterlab(lab, page):

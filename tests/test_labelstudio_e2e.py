@@ -20,6 +20,7 @@ from svtr_backend.fetch import FetchSettings, ImageFetcher  # noqa: E402
 from svtr_label.labelstudio import recommended_config  # noqa: E402
 from svtr_label.lsclient import LabelStudio  # noqa: E402
 
+from conftest import wait_until  # noqa: E402
 from conftest_ls import free_port  # noqa: E402
 
 pytestmark = pytest.mark.labelstudio
@@ -130,16 +131,6 @@ def test_interactive_call_through_label_studio(label_studio, project):
     print(f"interactive through Label Studio: {took * 1000:.0f} ms")
 
 
-def _wait_for(check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    return check()
-
-
 def test_submitted_correction_arrives_in_the_store_through_the_webhook(label_studio, project, served_backend):
     ls = label_studio.client()
     store = served_backend[1]
@@ -157,11 +148,11 @@ def test_submitted_correction_arrives_in_the_store_through_the_webhook(label_stu
         image = store.find_image(ref=t["data"]["image"])
         return image is not None and [r.text for r in store.current_page(image).regions]
 
-    assert _wait_for(lambda: "corrected by a reviewer" in (stored_texts() or []))
+    wait_until(lambda: "corrected by a reviewer" in (stored_texts() or []), what="the first correction in the store")
     # An update replaces it; Label Studio sends ANNOTATION_UPDATED.
     target["value"]["text"] = ["corrected twice"]
     ls.request("PATCH", f"/api/annotations/{ann['id']}", json={"result": result})
-    assert _wait_for(lambda: "corrected twice" in (stored_texts() or []))
+    wait_until(lambda: "corrected twice" in (stored_texts() or []), what="the updated correction in the store")
 
 
 def test_personal_access_token_is_renewed(label_studio):
@@ -259,4 +250,4 @@ def test_basic_auth_backend_with_label_studio(label_studio, served_backend, real
         image = store.find_image(ref=task["data"]["image"])
         return image is not None and "韩国小馆 (checked)" in [r.text for r in store.current_page(image).regions]
 
-    assert _wait_for(stored)
+    wait_until(stored, what="the annotation in the store")
