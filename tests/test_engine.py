@@ -60,3 +60,21 @@ def test_settings_resolve_threads_per_worker():
     assert s.workers == 2 and s.cpu_threads >= 1
     assert EngineSettings(device="gpu:0").resolved().workers == 1
     assert EngineSettings.from_env({"SVTR_WORKERS": "3", "SVTR_CPU_THREADS": "1"}) == EngineSettings(workers=3, cpu_threads=1)
+
+
+@pytest.mark.parametrize("angle", [90, 180, 270])
+def test_boxes_found_on_the_upright_copy_map_back_onto_the_original(angle):
+    """With document orientation on, PaddleX rotates the page (its own rotate_image) before
+    detection; the engine maps the boxes back onto the image the user labels."""
+    import numpy as np
+    from paddlex.inference.pipelines.components import rotate_image
+
+    from svtr_label.engine import _unrotate
+
+    h, w = 60, 100
+    original = np.zeros((h, w), dtype=np.uint8)
+    original[10:14, 70:74] = 255  # a mark around (71.5, 11.5)
+    upright = rotate_image(original, angle)
+    ys, xs = np.nonzero(upright > 127)
+    (x, y), = _unrotate([(xs.mean(), ys.mean())], angle, w, h)
+    assert abs(x - 71.5) < 1.5 and abs(y - 11.5) < 1.5
