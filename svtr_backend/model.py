@@ -17,9 +17,9 @@ from typing import Any, Callable, TypeVar
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from svtr_label.annotate import _predict_batch as predict_batch
+from svtr_label.annotate import predict_batch
 from svtr_label.cache import PredictionCache
-from svtr_label.engine import OcrEngine, get_engine
+from svtr_label.engine import EngineSettings, OcrEngine, get_engine
 from svtr_label.images import DecodedImage, ImageError, decode_image
 from svtr_label.labelstudio import LabelConfig, page_to_results, recommended_config, results_to_regions
 from svtr_label.page import Page, Region
@@ -49,8 +49,12 @@ def _once(name: str, build: Callable[[], T]) -> T:
 
 
 def backend_engine() -> OcrEngine:
-    """The engine of SVTR_PROFILE (default svtrv2), shared by every request of the process."""
-    return _once("engine", lambda: get_engine(os.environ.get("SVTR_PROFILE") or "svtrv2"))
+    """The engine of SVTR_PROFILE (default svtrv2), shared by every request of the process.
+
+    Unless SVTR_WORKERS says otherwise, one pipeline uses every core: Label Studio waits on
+    each request, so latency per image counts more here than images per second."""
+    settings = EngineSettings.from_env(default_workers=1)
+    return _once("engine", lambda: get_engine(os.environ.get("SVTR_PROFILE") or "svtrv2", settings))
 
 
 def engine_if_built() -> OcrEngine | None:

@@ -54,7 +54,7 @@ def annotate_files(
     def flush() -> Iterator[Outcome]:
         if not pending:
             return
-        for path, result in _predict_batch(engine, pending):
+        for path, result in predict_batch(engine, pending):
             if isinstance(result, Page):
                 if cache is not None:
                     cache.put(result)
@@ -86,7 +86,7 @@ def annotate_files(
         yield from flush()
 
 
-def _predict_batch(engine: OcrEngine, items: list[tuple[Path, DecodedImage]]) -> list[tuple[Path, Page | str]]:
+def predict_batch(engine: OcrEngine, items: list[tuple[Path, DecodedImage]]) -> list[tuple[Path, Page | str]]:
     """Predict a batch; if the pipeline fails on it, retry image by image so one bad input fails alone."""
     try:
         return list(zip((p for p, _ in items), engine.predict([img for _, img in items])))
@@ -96,5 +96,5 @@ def _predict_batch(engine: OcrEngine, items: list[tuple[Path, DecodedImage]]) ->
             return [(path, f"{path}: OCR failed ({type(exc).__name__}: {exc})")]
         out: list[tuple[Path, Page | str]] = []
         for item in items:
-            out.extend(_predict_batch(engine, [item]))
+            out.extend(predict_batch(engine, [item]))
         return out

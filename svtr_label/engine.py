@@ -4,8 +4,10 @@
 pipeline's own crop and recognizer (re-recognition of an edited or user-drawn box).
 
 On CPU the engine keeps one pipeline per worker, each with its own inference threads, and spreads
-images over them: ONNX Runtime and Paddle scale poorly past one thread on these small models, so
-N single-threaded pipelines outrun one N-threaded pipeline (measured in benchmarks/).
+images over them. Batch work (svtr-label predict, push) defaults to one single-threaded pipeline
+per core: on 2 cores that is ~1.1x the images per second of one 2-threaded pipeline. The backend
+defaults to one pipeline using every core: a single image then takes ~0.57x the time it takes on
+one thread (benchmarks/bench.py measures both).
 """
 
 from __future__ import annotations
@@ -50,13 +52,15 @@ class EngineSettings:
     enable_mkldnn: bool | None = None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ = os.environ) -> "EngineSettings":
+    def from_env(cls, env: dict[str, str] | os._Environ = os.environ, default_workers: int | None = None) -> "EngineSettings":
+        """Settings from SVTR_* variables. `default_workers` applies when SVTR_WORKERS is unset:
+        a server answering one image at a time wants 1 (all cores on that image)."""
         threads = env.get("SVTR_CPU_THREADS")
         workers = env.get("SVTR_WORKERS")
         mkldnn = env.get("SVTR_ENABLE_MKLDNN")
         return cls(
             device=env.get("SVTR_DEVICE", "cpu"),
-            workers=int(workers) if workers else None,
+            workers=int(workers) if workers else default_workers,
             cpu_threads=int(threads) if threads else None,
             rec_batch_size=int(env.get("SVTR_REC_BATCH_SIZE", 8)),
             enable_mkldnn=None if mkldnn in (None, "") else mkldnn.lower() in ("1", "true", "yes"),
