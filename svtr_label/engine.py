@@ -48,7 +48,9 @@ class EngineSettings:
     device: str = "cpu"
     workers: int | None = None  # pipelines in the pool; default: one per core (at most 4), 1 on GPU
     cpu_threads: int | None = None  # inference threads per pipeline; default: cores / workers
-    rec_batch_size: int = 8
+    # PaddleOCR's own default: the batch decides the padding of each line, so the same size keeps
+    # texts identical to a direct PaddleOCR call (8 changed one line in 1100 on the benchmark set).
+    rec_batch_size: int = 6
     enable_mkldnn: bool | None = None
 
     @classmethod
@@ -62,7 +64,7 @@ class EngineSettings:
             device=env.get("SVTR_DEVICE", "cpu"),
             workers=int(workers) if workers else default_workers,
             cpu_threads=int(threads) if threads else None,
-            rec_batch_size=int(env.get("SVTR_REC_BATCH_SIZE", 8)),
+            rec_batch_size=int(env.get("SVTR_REC_BATCH_SIZE", 6)),
             enable_mkldnn=None if mkldnn in (None, "") else mkldnn.lower() in ("1", "true", "yes"),
         )
 
