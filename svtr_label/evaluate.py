@@ -253,7 +253,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .cli import write_json_atomic
+    from .options import write_json_atomic
 
     truth, pred = open_input(args.truth, root=args.root), open_input(args.pred, root=args.root)
     try:

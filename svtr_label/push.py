@@ -37,7 +37,7 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    from .cli import add_profile_options
+    from .options import add_profile_options
 
     p = sub.add_parser("push", help="pre-annotate a Label Studio project through its API, in chunks (resumable)")
     _add_connection(p)
@@ -87,11 +87,11 @@ def _reports_api_errors(cmd: Callable[[argparse.Namespace], int]) -> Callable[[a
 def cmd_push(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from svtr_backend.fetch import FetchSettings, ImageFetcher
-    from svtr_backend.model import predict_tasks
+    from .annotate import predict_tasks
+    from .fetch import FetchSettings, ImageFetcher
 
     from .cache import PredictionCache
-    from .cli import engine_from_args
+    from .options import engine_from_args
     from .labelstudio import LabelConfig
     from .profiles import cache_dir
 

@@ -24,7 +24,7 @@ os.environ["SVTR_PROFILE"] = "bundled"  # the offline models; must be set before
 
 from svtr_backend import model as backend  # noqa: E402
 from svtr_backend._wsgi import create_app  # noqa: E402
-from svtr_backend.fetch import FetchSettings, ImageFetcher  # noqa: E402
+from svtr_label.fetch import FetchSettings, ImageFetcher  # noqa: E402
 from svtr_label.labelstudio import recommended_config  # noqa: E402
 
 from conftest import REAL_IMAGES  # noqa: E402

@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from svtr_backend.fetch import FetchError, FetchSettings, ImageFetcher
+from svtr_label.fetch import FetchError, FetchSettings, ImageFetcher
 from svtr_label.lsclient import LabelStudio, TokenAuth
 
 

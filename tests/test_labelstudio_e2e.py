@@ -16,7 +16,7 @@ os.environ["SVTR_PROFILE"] = "bundled"
 
 from svtr_backend import model as backend  # noqa: E402
 from svtr_backend._wsgi import create_app  # noqa: E402
-from svtr_backend.fetch import FetchSettings, ImageFetcher  # noqa: E402
+from svtr_label.fetch import FetchSettings, ImageFetcher  # noqa: E402
 from svtr_label.labelstudio import recommended_config  # noqa: E402
 from svtr_label.lsclient import LabelStudio  # noqa: E402
 

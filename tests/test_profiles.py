@@ -1,6 +1,5 @@
 """Model profiles: what each loads, and the errors a user meets when something is missing."""
 
-import json
 import subprocess
 import sys
 

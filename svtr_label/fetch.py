@@ -1,4 +1,4 @@
-"""Image fetching for the ML backend: every URL form Label Studio puts in a task, fetched safely.
+"""Image fetching for the ML backend and `svtr-label push`: every URL form Label Studio puts in a task, fetched safely.
 
 - `/data/upload/...` and other Label Studio paths: from LABEL_STUDIO_URL with the API key.
 - `/data/local-files/?d=...`: read from LOCAL_FILES_DOCUMENT_ROOT when it is set (the variable
