@@ -303,14 +303,17 @@ def _drop_max_side_warnings(record: logging.LogRecord) -> bool:
 
 
 def _load_failure_hint(profile: Profile, exc: Exception) -> str:
-    missing = [m for m in (profile.det, profile.rec) if m.dir is None]
+    textline = profile.textline if profile.use_textline_orientation else None
+    missing = [m for m in (profile.det, profile.rec, textline) if m is not None and m.dir is None]
     msg = f"could not load the {profile.name!r} OCR pipeline: {type(exc).__name__}: {exc}"
     if missing:
         names = ", ".join(str(m.name) for m in missing)
+        variables = ", ".join(f"SVTR_{m.role.upper()}_MODEL_DIR" for m in missing)
         msg += (
             f"\nPaddleOCR downloads {names} on first use; this machine could not."
-            " Point SVTR_DET_MODEL_DIR / SVTR_REC_MODEL_DIR at local PaddleX model folders"
-            " (inference.yml + weights), or run with --profile bundled to use the offline models."
+            f" Point {variables} at local PaddleX model folders (inference.yml + weights)"
+            + (" or set SVTR_USE_TEXTLINE_ORIENTATION=false" if textline in missing else "")
+            + ", or run with --profile bundled to use the offline models."
         )
     return msg
 

@@ -70,3 +70,13 @@ def test_models_command_lists_profiles_and_prepares_bundled():
     assert prep.returncode == 0 and "PP-OCRv5_mobile_rec" in prep.stdout
     cfg = subprocess.run([sys.executable, "-m", "svtr_label.cli", "config"], capture_output=True, text=True, timeout=120)
     assert 'perRegion="true"' in cfg.stdout
+
+
+def test_a_failed_download_names_every_missing_model_and_its_variable():
+    from svtr_label.engine import _load_failure_hint
+
+    profile = resolve_profile("svtrv2", {"SVTR_REC_MODEL_DIR": "/models/rec"})
+    hint = _load_failure_hint(profile, Exception("No model source is available!"))
+    assert "PP-OCRv5_server_det, PP-LCNet_x1_0_textline_ori" in hint and "ch_SVTRv2_rec" not in hint.split("\n")[1]
+    assert "SVTR_DET_MODEL_DIR, SVTR_TEXTLINE_MODEL_DIR" in hint and "SVTR_USE_TEXTLINE_ORIENTATION=false" in hint
+    assert "--profile bundled" in hint
