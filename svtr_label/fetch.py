@@ -24,12 +24,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from svtr_label.images import DEFAULT_MAX_BYTES, ImageError
 from svtr_label.lsclient import LabelStudio, LabelStudioError, origin
+from svtr_label.labelstudio import resolve_local_files
 from svtr_label.profiles import cache_dir
 
 log = logging.getLogger(__name__)
@@ -106,17 +107,16 @@ class ImageFetcher:
     def _local_file(self, url: str) -> Path | None:
         """The file a /data/local-files/ URL names under the document root, or None to go through Label Studio."""
         parts = urlsplit(url)
-        if parts.path.rstrip("/") != "/data/local-files" or self.settings.document_root is None:
+        if self.settings.document_root is None:
             return None
         if parts.scheme and not self._is_ls(url):
             return None  # another server's local-files URL: the host policy decides
-        rel = (parse_qs(parts.query).get("d") or [""])[0]
-        if not rel:
-            raise FetchError(f"{url}: a local-files URL needs ?d=<path under the document root>")
-        root = self.settings.document_root.resolve()
-        path = (root / rel).resolve()  # resolves ../ and symlinks before the check
-        if not path.is_relative_to(root):
-            raise FetchError(f"{url}: the path escapes LOCAL_FILES_DOCUMENT_ROOT; refused")
+        try:
+            path = resolve_local_files(url, self.settings.document_root)
+        except ValueError as exc:
+            raise FetchError(str(exc)) from None
+        if path is None:
+            return None
         if not path.is_file():
             raise FetchError(f"{url}: no such file under LOCAL_FILES_DOCUMENT_ROOT (404)")
         return path

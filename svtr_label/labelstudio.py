@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from .geometry import bounding_quad, from_percent, rotated_rect_corners, rotated_rect_from_quad, to_percent
 from .page import Page, Region
@@ -264,6 +264,26 @@ class ImageRef:
         except ValueError:
             raise ValueError(f"{path} is not under the document root {root}: pass --root that contains it") from None
         return posixpath.join(*rel.parts)
+
+
+LOCAL_FILES_PATH = "/data/local-files"
+
+
+def resolve_local_files(ref: str, root: Path) -> Path | None:
+    """The file a `/data/local-files/?d=<path>` URL names under `root`: the inverse of
+    ImageRef("local-files"). None for any other URL. Raises ValueError when `d` is missing or the
+    path leaves `root` (checked after `..` and symlinks are resolved), as Label Studio refuses too."""
+    parts = urlsplit(ref)
+    if parts.path.rstrip("/") != LOCAL_FILES_PATH:
+        return None
+    rel = (parse_qs(parts.query).get("d") or [""])[0]
+    if not rel:
+        raise ValueError(f"{ref}: a local-files URL needs ?d=<path under the document root>")
+    base = root.resolve()
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base):
+        raise ValueError(f"{ref}: the path escapes LOCAL_FILES_DOCUMENT_ROOT ({root}); refused")
+    return path
 
 
 def make_task(page: Page, image_ref: str, config: LabelConfig, shape: ShapePreference | None = None) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import unquote, urlparse
 
 from .geometry import as_points
 from .images import read_image, sha256_bytes
-from .labelstudio import LabelConfig, image_size_of, page_to_results, recommended_config, results_to_regions
+from .labelstudio import LabelConfig, image_size_of, page_to_results, recommended_config, resolve_local_files, results_to_regions
 from .page import IGNORE_TEXT, Page, Region
 
 SCHEMA_VERSION = 1
@@ -650,22 +650,20 @@ def resolve_local(ref: str, root: Path | None = None, confined: bool = False) ->
     `confined` is for refs from untrusted senders (webhooks): only `/data/local-files/?d=` refs
     that stay inside the document root are followed; plain paths and file:// are not.
     """
-    if ref.startswith("/data/local-files/"):
-        rel = unquote((parse_qs(urlparse(ref).query).get("d") or [""])[0])
-        base = root or (Path(os.environ["LOCAL_FILES_DOCUMENT_ROOT"]) if os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") else Path.cwd())
-        path = base / rel
-        if confined and not path.resolve().is_relative_to(base.resolve()):
+    base = root or (Path(os.environ["LOCAL_FILES_DOCUMENT_ROOT"]) if os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") else Path.cwd())
+    try:
+        path = resolve_local_files(ref, base)
+    except ValueError:  # no ?d=, or a path leaving the document root
+        return None
+    if path is None:
+        if confined or ("://" in ref and not ref.startswith("file://")) or ref.startswith("/data/upload/"):
             return None
-    elif confined:
-        return None
-    elif ref.startswith("file://"):
-        path = Path(unquote(urlparse(ref).path))
-    elif "://" in ref or ref.startswith("/data/upload/"):
-        return None
-    else:
-        path = Path(ref)
-        if not path.is_absolute() and root is not None:
-            path = root / path
+        if ref.startswith("file://"):
+            path = Path(unquote(urlparse(ref).path))
+        else:
+            path = Path(ref)
+            if not path.is_absolute() and root is not None:
+                path = root / path
     return path if path.is_file() else None
 
 

@@ -9,6 +9,7 @@ from svtr_label.geometry import quad_iou, rotated_rect_corners
 from svtr_label.labelstudio import (
     ConfigError,
     ImageRef,
+    resolve_local_files,
     LabelConfig,
     make_task,
     page_to_results,
@@ -137,3 +138,15 @@ def test_image_refs(tmp_path):
     assert ImageRef("path")(f) == str(f.resolve())
     with pytest.raises(ValueError, match="not under the document root"):
         ImageRef("local-files", tmp_path / "scans")(tmp_path / "other.png")
+
+
+def test_local_files_refs_resolve_back_to_their_file_and_never_outside_the_root(tmp_path):
+    f = tmp_path / "scans" / "50% off a b.png"
+    f.parent.mkdir()
+    f.write_bytes(b"x")
+    ref = ImageRef("local-files", tmp_path)(f)
+    assert resolve_local_files(ref, tmp_path) == f.resolve()
+    assert resolve_local_files("/data/upload/1/x.png", tmp_path) is None
+    for bad in ("/data/local-files/?d=../etc/passwd", "/data/local-files/?d=/etc/passwd", "/data/local-files/"):
+        with pytest.raises(ValueError):
+            resolve_local_files(bad, tmp_path)
