@@ -69,7 +69,7 @@ def prediction_cache() -> PredictionCache | None:
     SVTR_PREDICTION_CACHE=off disables it."""
     if os.environ.get("SVTR_PREDICTION_CACHE", "").lower() in ("off", "0", "false", "no"):
         return None
-    return _once("cache", lambda: PredictionCache(cache_dir() / "predictions.sqlite"))
+    return _once("cache", PredictionCache.default)
 
 
 def store_path() -> Path:

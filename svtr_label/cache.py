@@ -8,10 +8,16 @@ import threading
 from pathlib import Path
 
 from .page import Page
+from .profiles import cache_dir
 
 
 class PredictionCache:
     """A small SQLite table of pages. Safe across threads and processes (WAL, one short transaction a call)."""
+
+    @classmethod
+    def default(cls) -> "PredictionCache":
+        """The cache every command and the backend share: an image predicted once is a lookup after."""
+        return cls(cache_dir() / "predictions.sqlite")
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

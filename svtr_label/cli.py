@@ -92,7 +92,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .cache import PredictionCache
     from .images import find_images
     from .labelstudio import ImageRef, load_config, make_task
-    from .profiles import cache_dir
 
     config = load_config(args.label_config)
     if args.image_ref == "prefix" and not args.url_prefix:
@@ -103,15 +102,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not paths:
         print("svtr-label: error: no image files found in " + " ".join(args.paths), file=sys.stderr)
         return 1
-    refs = [image_ref(p) for p in paths if p.exists()]  # fail before the long part, not after it
-    if args.image_ref == "local-files" and any("/" not in r.split("?d=", 1)[1] for r in refs):
+    refs = {p: image_ref(p) for p in paths if p.exists()}  # fail before the long part, not after it
+    if args.image_ref == "local-files" and any("/" not in r.split("?d=", 1)[1] for r in refs.values()):
         print(
             "svtr-label: warning: some images lie directly in the document root; Label Studio serves local files "
             "only from a storage folder below LOCAL_FILES_DOCUMENT_ROOT: pass --root the parent folder",
             file=sys.stderr,
         )
     engine = engine_from_args(args)
-    cache = None if args.no_cache else PredictionCache(cache_dir() / "predictions.sqlite")
+    cache = None if args.no_cache else PredictionCache.default()
 
     tasks, failures, hits, lines = [], [], 0, 0
     bar = tqdm(total=len(paths), unit="img", desc="pre-annotating", disable=args.no_progress, file=sys.stderr)
@@ -123,7 +122,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             continue
         hits += outcome.cached
         lines += len(outcome.page.regions)
-        tasks.append(make_task(outcome.page, image_ref(outcome.path), config, args.shape))
+        tasks.append(make_task(outcome.page, refs[outcome.path], config, args.shape))
     bar.close()
     if not tasks:
         print(f"svtr-label: error: none of the {len(paths)} files could be processed", file=sys.stderr)

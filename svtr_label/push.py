@@ -88,12 +88,10 @@ def cmd_push(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .annotate import predict_tasks
-    from .fetch import FetchSettings, ImageFetcher
-
     from .cache import PredictionCache
-    from .options import engine_from_args
+    from .fetch import FetchSettings, ImageFetcher
     from .labelstudio import LabelConfig
-    from .profiles import cache_dir
+    from .options import engine_from_args
 
     ls = _client(args)
     config = LabelConfig.parse(ls.project(args.project)["label_config"])
@@ -102,7 +100,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     tasks = list(ls.tasks(args.project, view=args.view, ids=args.tasks))
     todo = [t for t in tasks if not has_prediction(t, version)]
     fetch = ImageFetcher(replace(FetchSettings.from_env(), ls_url=ls.url, api_key=args.api_key))
-    cache = PredictionCache(cache_dir() / "predictions.sqlite")
+    cache = PredictionCache.default()
 
     created, failed = 0, []
     bar = tqdm(total=len(todo), unit="task", desc="pushing predictions", disable=args.no_progress, file=sys.stderr)
