@@ -4,9 +4,12 @@ pages with known truth, and the real images of ../shared/testdata/real."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -27,6 +30,38 @@ def wait_until(check, timeout: float = 30, what: str = "condition"):
             return value
         time.sleep(0.3)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_http(
+    url: str,
+    proc: subprocess.Popen,
+    what: str,
+    log_tail: Callable[[], str] = lambda: "",
+    timeout: float = 90,
+    ready: Callable[[Any], bool] = lambda resp: True,
+) -> None:
+    """Poll `url` until it answers 200 and `ready(response)`; fail with the server's log tail if
+    the process exits or the time runs out."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{log_tail()}")
+        try:
+            resp = requests.get(url, timeout=2)
+            if resp.status_code == 200 and ready(resp):
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not answer on {url} within {timeout:.0f} s:\n{log_tail()}")
 
 
 @pytest.fixture(scope="session")

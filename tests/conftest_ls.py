@@ -8,9 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +17,10 @@ import requests
 
 from svtr_label.lsclient import LabelStudio
 
+from conftest import free_port, wait_for_http
+
 USER, PASSWORD = "svtr@example.com", "svtr-test-pass"
 LEGACY_TOKEN = "5c0ffee0123456789abcdef0123456789abcdef0"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -38,20 +32,6 @@ class LabelStudioServer:
 
     def client(self, token: str | None = None) -> LabelStudio:
         return LabelStudio(self.url, token or self.personal_token)
-
-
-def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"Label Studio exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if requests.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    pytest.fail(f"Label Studio did not answer within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def _personal_token(url: str) -> str:
@@ -98,7 +78,7 @@ def label_studio(tmp_path_factory) -> LabelStudioServer:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_up(url, proc, log)
+        wait_for_http(url + "/health", proc, "Label Studio", lambda: log.read_text(errors="replace")[-3000:], timeout=300)
         yield LabelStudioServer(url, _personal_token(url), LEGACY_TOKEN, docroot)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its workers

@@ -8,7 +8,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from svtr_backend._wsgi import create_app  # noqa: E402
 from svtr_label.fetch import FetchSettings, ImageFetcher  # noqa: E402
 from svtr_label.labelstudio import recommended_config  # noqa: E402
 
-from conftest import REAL_IMAGES  # noqa: E402
+from conftest import REAL_IMAGES, free_port, wait_for_http  # noqa: E402
 
 CONFIG = recommended_config()
 
@@ -390,12 +389,6 @@ def test_label_studio_ml_1_0_9_event_path_reaches_fit(store):
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serving(cmd, root, wait_loaded=False, timeout=180):
     """Run a server command in its own process group on a free port; yield its URL."""
@@ -409,17 +402,8 @@ def serving(cmd, root, wait_loaded=False, timeout=180):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert proc.poll() is None, f"server exited: {proc.stderr.read().decode(errors='replace')[-2000:]}"
-            assert time.monotonic() < deadline, "server did not come up"
-            try:
-                health = requests.get(url + "/health", timeout=2).json()
-                if health.get("models_loaded") or not wait_loaded:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
+        wait_for_http(url + "/health", proc, "the backend", lambda: proc.stderr.read().decode(errors="replace")[-2000:],
+                      timeout=timeout, ready=lambda r: r.json().get("models_loaded") or not wait_loaded)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

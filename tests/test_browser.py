@@ -8,18 +8,15 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from svtr_label.store import Store
 
-from conftest import wait_until
+from conftest import free_port, wait_for_http, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.pipeline]
 
@@ -31,26 +28,6 @@ NOTEBOOK = "02_review_and_correct.ipynb"
 EXPLORE = "01_preannotate_and_explore.ipynb"
 EDITED = "Playwright was here"
 ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"JupyterLab did not answer on {url} within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +69,7 @@ def lab(tmp_path_factory):
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_server(f"{base}/api/status?token={token}", proc, log)
+        wait_for_http(f"{base}/api/status?token={token}", proc, "JupyterLab", lambda: log.read_text()[-3000:])
         yield {
             "url": f"{base}/lab/tree/{NOTEBOOK}?token={token}",
             "explore_url": f"{base}/lab/tree/{EXPLORE}?token={token}",

@@ -20,8 +20,7 @@ from svtr_label.fetch import FetchSettings, ImageFetcher  # noqa: E402
 from svtr_label.labelstudio import recommended_config  # noqa: E402
 from svtr_label.lsclient import LabelStudio  # noqa: E402
 
-from conftest import wait_until  # noqa: E402
-from conftest_ls import free_port  # noqa: E402
+from conftest import free_port, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.labelstudio
 
