@@ -48,9 +48,11 @@ class EngineSettings:
     device: str = "cpu"
     workers: int | None = None  # pipelines in the pool; default: one per core (at most 4), 1 on GPU
     cpu_threads: int | None = None  # inference threads per pipeline; default: cores / workers
-    # PaddleOCR's own default: the batch decides the padding of each line, so the same size keeps
-    # texts identical to a direct PaddleOCR call (8 changed one line in 1100 on the benchmark set).
-    rec_batch_size: int = 6
+    # Lines per recognizer call; default: 1 on CPU, 6 (PaddleOCR's own) on GPU. On CPU a batch is
+    # slower per line, even of lines padded to the same width (benchmarks/bench.py: 1 line per call
+    # reads 50 pages 1.14x faster than 6), and one line per call makes each result independent of
+    # its neighbours' padding: re-recognizing a box alone gives back the page's text and score.
+    rec_batch_size: int | None = None
     enable_mkldnn: bool | None = None
 
     @classmethod
@@ -60,19 +62,21 @@ class EngineSettings:
         threads = env.get("SVTR_CPU_THREADS")
         workers = env.get("SVTR_WORKERS")
         mkldnn = env.get("SVTR_ENABLE_MKLDNN")
+        batch = env.get("SVTR_REC_BATCH_SIZE")
         return cls(
             device=env.get("SVTR_DEVICE", "cpu"),
             workers=int(workers) if workers else default_workers,
             cpu_threads=int(threads) if threads else None,
-            rec_batch_size=int(env.get("SVTR_REC_BATCH_SIZE", 6)),
+            rec_batch_size=int(batch) if batch else None,
             enable_mkldnn=None if mkldnn in (None, "") else mkldnn.lower() in ("1", "true", "yes"),
         )
 
     def resolved(self) -> "EngineSettings":
-        """Concrete worker and thread counts for this machine."""
+        """Concrete worker, thread and batch sizes for this machine."""
         workers = self.workers or _default_workers(self.device)
         threads = self.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
-        return replace(self, workers=workers, cpu_threads=threads)
+        batch = self.rec_batch_size or (1 if self.device.startswith("cpu") else 6)
+        return replace(self, workers=workers, cpu_threads=threads, rec_batch_size=batch)
 
 
 class _PipelinePool:
@@ -213,6 +217,7 @@ class OcrEngine:
             "model_version": self.model_version,
             "workers": self._pool.size,
             "threads_per_worker": self.settings.cpu_threads,
+            "rec_batch_size": self.settings.rec_batch_size,
         }
 
 

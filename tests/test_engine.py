@@ -62,6 +62,12 @@ def test_settings_resolve_threads_per_worker():
     assert EngineSettings.from_env({"SVTR_WORKERS": "3", "SVTR_CPU_THREADS": "1"}) == EngineSettings(workers=3, cpu_threads=1)
 
 
+def test_recognition_batch_defaults_to_one_line_on_cpu_and_six_on_gpu():
+    assert EngineSettings().resolved().rec_batch_size == 1
+    assert EngineSettings(device="gpu:0").resolved().rec_batch_size == 6
+    assert EngineSettings.from_env({"SVTR_REC_BATCH_SIZE": "8"}).resolved().rec_batch_size == 8
+
+
 @pytest.mark.parametrize("angle", [90, 180, 270])
 def test_boxes_found_on_the_upright_copy_map_back_onto_the_original(angle):
     """With document orientation on, PaddleX rotates the page (its own rotate_image) before

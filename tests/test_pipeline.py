@@ -55,6 +55,17 @@ def test_recognize_reads_what_predict_read(engine, synth_set, synth_predictions)
     assert [r.text for r in again] == texts(page)
 
 
+def test_one_box_re_recognized_alone_keeps_its_text_and_score(engine, synth_set, synth_predictions):
+    """A reviewer re-reading one untouched line must not see its score move: the page's result
+    may not depend on which neighbours shared its recognition batch."""
+    folder, pages = synth_set
+    for name, page in list(zip((p.name for p in pages), synth_predictions))[:3]:
+        for region in page.regions:
+            (alone,) = engine.recognize(folder / name, [region.points])
+            assert alone.text == region.text
+            assert alone.score == pytest.approx(region.score, abs=1e-4)
+
+
 def test_page_metadata(engine, real_images):
     page = engine.predict_one(real_images / "img_exif_orientation.jpg")
     assert (page.width, page.height) == (752, 306)
@@ -119,6 +130,7 @@ def test_cli_predict_reproduces_a_direct_paddleocr_call(synth_set, tmp_path):
         text_recognition_model_name="PP-OCRv5_mobile_rec", text_recognition_model_dir=str(rec),
         use_doc_orientation_classify=False, use_doc_unwarping=False, use_textline_orientation=False,
         text_rec_score_thresh=0.0, engine="onnxruntime", device="cpu",
+        text_recognition_batch_size=1,  # svtr-label's CPU default
     )
     set_det_max_side_limit(direct, 1280)  # the bundled profile's one setting PaddleOCR's constructor lacks
     for task in tasks:
