@@ -10,6 +10,8 @@ The backend is reachable by whoever can reach Label Studio, and task data is use
 must not make it read local files or probe the private network (SSRF). So: no `file://`,
 redirects only within one server (or from Label Studio's presign endpoint to the storage it
 chose), private and loopback addresses only for the Label Studio host and hosts allowed by name.
+Hosts checked by address are connected to at the very address that was checked (see
+PublicAddressAdapter): a second DNS lookup could answer differently (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ import logging
 import os
 import re
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.connection import create_connection
 
 from svtr_label.images import DEFAULT_MAX_BYTES, ImageError
 from svtr_label.lsclient import LabelStudio, LabelStudioError, origin
@@ -44,6 +53,11 @@ CHUNK = 1 << 16
 
 class FetchError(ImageError):
     """An image URL that cannot or may not be fetched; the message says which and why."""
+
+
+class _AddressRefused(FetchError):
+    """A host refused by its addresses where the URL is not known (inside a connection):
+    ImageFetcher._get puts the URL in front."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,13 @@ class ImageFetcher:
         self.settings = settings or FetchSettings.from_env()
         s = self.settings
         self.ls = LabelStudio(s.ls_url, s.api_key, timeout=s.timeout) if s.ls_url and s.api_key else None
-        self._plain = requests.Session()  # for every host that is not Label Studio: no credentials
+        # Hosts other than Label Studio get no credentials. Those checked by address (SVTR_ALLOWED_HOSTS
+        # "*", storage chosen by a presign redirect) go through _plain, which connects only to the
+        # address it checked; hosts trusted by name in SVTR_ALLOWED_HOSTS may be private: _named.
+        self._plain = requests.Session()
+        self._plain.mount("http://", PublicAddressAdapter())
+        self._plain.mount("https://", PublicAddressAdapter())
+        self._named = requests.Session()
 
     def fetch(self, url: str, task_id: int | None = None) -> bytes:
         """The bytes behind `url` (a task's image value). Raises FetchError with a clear reason."""
@@ -138,7 +158,7 @@ class ImageFetcher:
             if self.ls is None:
                 raise FetchError(f"{url}: set LABEL_STUDIO_API_KEY so the backend can read Label Studio's files")
             return self.ls.session
-        return self._plain
+        return self._named if self._allowed_by_name((urlsplit(url).hostname or "").lower()) else self._plain
 
     def _download(self, url: str, redirected_by_ls: bool = False) -> bytes:
         """GET with the host policy checked on the URL and on every redirect hop."""
@@ -158,7 +178,7 @@ class ImageFetcher:
     def _get(self, url: str) -> requests.Response:
         try:
             return self._session(url).get(url, stream=True, allow_redirects=False, timeout=self.settings.timeout)
-        except LabelStudioError as exc:  # the API key could not be exchanged
+        except (LabelStudioError, _AddressRefused) as exc:  # API key not exchanged; address refused at connection
             raise FetchError(f"{url}: {exc}") from None
         except requests.RequestException as exc:
             raise FetchError(f"{url}: cannot download ({type(exc).__name__})") from None
@@ -234,15 +254,102 @@ class ImageFetcher:
 
 def _require_public(host: str, port: int, url: str) -> None:
     try:
+        _public_addresses(host, port)
+    except _AddressRefused as exc:
+        raise FetchError(f"{url}: {exc}") from None
+
+
+def _is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return addr.is_global and not addr.is_multicast
+
+
+def _public_addresses(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to (one lookup), refused unless every one of them is public."""
+    try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror:
-        raise FetchError(f"{url}: cannot resolve host {host}") from None
+        raise _AddressRefused(f"cannot resolve host {host}") from None
+    addresses: list[str] = []
     for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not addr.is_global or addr.is_multicast:
-            raise FetchError(
-                f"{url}: {host} is a private, loopback or reserved address; refused (name it in SVTR_ALLOWED_HOSTS to allow it)"
+        addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not _is_public(addr):
+            raise _AddressRefused(
+                f"{host} is a private, loopback or reserved address; refused (name it in SVTR_ALLOWED_HOSTS to allow it)"
             )
+        if str(addr) not in addresses:
+            addresses.append(str(addr))
+    return addresses
+
+
+# -- connections pinned to a checked address ------------------------------------------------------
+#
+# check_url resolves a host and refuses private addresses, but a connection that resolved the name
+# again could be answered 127.0.0.1 by a malicious DNS server (DNS rebinding, SSRF). So connections
+# to hosts checked by address resolve the name once, check every address, and open the socket to
+# those addresses themselves. The connection's `host` stays the name: the Host header, TLS SNI and
+# certificate verification use it as usual.
+
+
+class _PinnedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        error: OSError | None = None
+        for address in _public_addresses(self.host, self.port):  # _AddressRefused: not an OSError, not retried
+            try:
+                # An IP literal: create_connection's own getaddrinfo does no DNS lookup for it.
+                sock = create_connection(
+                    (address, self.port), self.timeout, source_address=self.source_address, socket_options=self.socket_options
+                )
+            except OSError as exc:
+                error = exc
+                continue
+            sys.audit("http.client.connect", self, self.host, self.port)
+            return sock
+        # The same exceptions as urllib3's own _new_conn, so that requests reports them alike.
+        if isinstance(error, TimeoutError):
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from error
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, HTTPSConnection):
+    """HTTPSConnection.connect wraps the pinned socket in TLS for `host` (the name)."""
+
+
+class _PinnedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PinnedHTTPConnection
+
+
+class _PinnedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PinnedHTTPSConnection
+
+
+class PublicAddressAdapter(HTTPAdapter):
+    """A requests adapter that connects only to public addresses, and to the very address it checked.
+
+    Through a proxy the proxy would resolve the name itself, out of our control: refused too.
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _PinnedHTTPPool, "https": _PinnedHTTPSPool}
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        url = request.url or ""
+        if proxies and select_proxy(url, proxies):
+            host = urlsplit(url).hostname
+            raise _AddressRefused(
+                f"{host} would be reached through the proxy of HTTP(S)_PROXY, which resolves the name itself, "
+                f"so its address cannot be checked; refused (add {host} to NO_PROXY, "
+                f"or name it in SVTR_ALLOWED_HOSTS to trust it by name)"
+            )
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
 
 
 def _read_limited(resp: requests.Response, max_bytes: int, url: str) -> bytes:

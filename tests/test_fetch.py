@@ -1,14 +1,19 @@
 """Image fetching policy of the ML backend, against a real HTTP server on 127.0.0.1.
 
-The only stand-in is Label Studio's presign answer for cloud storage (s3://, gs://,
-azure-blob://): no bucket is reachable here, so `LabelStudio.presign` is replaced by a 303
-redirect to the local server, as Label Studio sends for a presigned URL.
+The stand-ins: Label Studio's presign answer for cloud storage (s3://, gs://, azure-blob://):
+no bucket is reachable here, so `LabelStudio.presign` is replaced by a 303 redirect to the local
+server, as Label Studio sends for a presigned URL; and, for DNS rebinding, `socket.getaddrinfo`
+for made-up names under .test: that function is where a malicious DNS server's answers arrive.
 """
 
 from __future__ import annotations
 
+import datetime
 import io
+import ipaddress
 import logging
+import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +22,8 @@ import pytest
 import requests
 from PIL import Image
 
-from svtr_label.fetch import FetchError, FetchSettings, ImageFetcher
+from svtr_label import fetch as fetch_module
+from svtr_label.fetch import FetchError, FetchSettings, ImageFetcher, PublicAddressAdapter
 from svtr_label.lsclient import LabelStudio, TokenAuth
 
 
@@ -162,6 +168,155 @@ def test_loopback_is_refused_even_with_a_wildcard_allow_list(tmp_path, server):
 
 def test_host_allowed_by_name_is_fetched(tmp_path, server):
     assert make(tmp_path, allowed_hosts=("127.0.0.1",)).fetch(server + "/img.png") == PNG
+
+
+# --- DNS rebinding: the connection goes to the address that was checked ---------------------------
+
+PUBLIC_IP = "93.184.215.14"  # a global address; never connected to by these tests
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _dns(monkeypatch, name: str, *answers: str) -> list[str]:
+    """The attacker's DNS server: answers `name` with `answers` in turn (the last one repeats).
+    Other names and IP literals resolve for real. Returns the lookups of `name`, as they happen."""
+    lookups: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != name:
+            return _real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        ip = answers[min(len(lookups), len(answers)) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+def _port(server: str) -> int:
+    return int(server.rsplit(":", 1)[1])
+
+
+def test_dns_rebinding_to_loopback_never_reaches_the_local_server(tmp_path, server, monkeypatch):
+    """The name is public when checked and 127.0.0.1 when connected: the connection is refused.
+    Without pinning, requests would resolve again and GET the loopback server."""
+    lookups = _dns(monkeypatch, "images.example.test", PUBLIC_IP, "127.0.0.1")
+    url = f"http://images.example.test:{_port(server)}/img.png"
+    Handler.seen.clear()
+    with pytest.raises(FetchError, match=r"images\.example\.test is a private, loopback or reserved address") as err:
+        make(tmp_path, allowed_hosts=("*",), timeout=5).fetch(url)
+    assert str(err.value).startswith(url + ": ")
+    assert Handler.seen == []  # the local server was never contacted
+    assert len(lookups) == 2  # checked public, then the connection's own lookup answered loopback
+
+
+def test_dns_rebinding_of_a_presigned_url_is_refused_without_the_signature(tmp_path, server, monkeypatch):
+    _dns(monkeypatch, "bucket.example.test", PUBLIC_IP, "127.0.0.1")
+    signed = f"http://bucket.example.test:{_port(server)}/img.png?X-Amz-Signature=very-secret"
+    monkeypatch.setattr(LabelStudio, "presign", lambda self, task, u: _Redirect(signed))
+    f = make(tmp_path, ls_url="http://ls.invalid", api_key="k" * 40, timeout=5)
+    Handler.seen.clear()
+    with pytest.raises(FetchError, match="private, loopback or reserved") as err:
+        f.fetch("s3://bucket/a.png", task_id=1)
+    assert str(err.value).startswith("s3://bucket/a.png: ") and "very-secret" not in str(err.value)
+    assert Handler.seen == []
+
+
+def _allow_loopback_as_public(monkeypatch) -> None:
+    """Test-only allowance: 127.0.0.1 (and only it) passes the public-address rule, so a local
+    server can stand in for a public one."""
+    monkeypatch.setattr(fetch_module, "_is_public", lambda addr: addr == ipaddress.ip_address("127.0.0.1"))
+
+
+def test_pinned_connection_goes_to_the_checked_address_and_keeps_the_name(tmp_path, server, monkeypatch):
+    """The name resolves once, to 127.0.0.1; any later lookup would answer 127.0.0.2, where
+    nothing listens. The fetcher's session for hosts checked by address connects to the address
+    it checked, and sends the name in the Host header."""
+    _allow_loopback_as_public(monkeypatch)
+    lookups = _dns(monkeypatch, "images.example.test", "127.0.0.1", "127.0.0.2")
+    session = make(tmp_path, allowed_hosts=("*",))._plain
+    assert isinstance(session.get_adapter("https://images.example.test/"), PublicAddressAdapter)
+    Handler.seen.clear()
+    resp = session.get(f"http://images.example.test:{_port(server)}/img.png", timeout=5)
+    assert resp.status_code == 200 and resp.content == PNG
+    assert Handler.seen[-1]["host"] == f"images.example.test:{_port(server)}"
+    assert lookups == ["images.example.test"]  # one lookup: the one that was checked
+
+
+def test_hosts_allowed_by_name_are_not_pinned(tmp_path, server, monkeypatch):
+    """A host named in SVTR_ALLOWED_HOSTS is trusted with its DNS, private addresses included."""
+    _dns(monkeypatch, "minio.example.test", "127.0.0.1")
+    f = make(tmp_path, allowed_hosts=("minio.example.test",))
+    assert f.fetch(f"http://minio.example.test:{_port(server)}/img.png") == PNG
+
+
+def _tls_files(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `name` and its key, as PEM files."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+def test_pinned_https_verifies_the_certificate_and_sni_of_the_name(tmp_path, monkeypatch):
+    """Over TLS the socket goes to the checked address while SNI and certificate verification
+    use the name: a certificate for the name verifies, one for another name does not."""
+    cert_file, key_file = _tls_files(tmp_path, "images.example.test")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file, key_file)
+    sni: list[str | None] = []
+    ctx.sni_callback = lambda sock, name, context: sni.append(name)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        _allow_loopback_as_public(monkeypatch)
+        _dns(monkeypatch, "images.example.test", "127.0.0.1", "127.0.0.2")
+        session = make(tmp_path, allowed_hosts=("*",))._plain
+        port = httpd.server_address[1]
+        resp = session.get(f"https://images.example.test:{port}/img.png", verify=str(cert_file), timeout=5)
+        assert resp.status_code == 200 and resp.content == PNG
+        assert sni == ["images.example.test"]
+        _dns(monkeypatch, "other.example.test", "127.0.0.1")
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(f"https://other.example.test:{port}/img.png", verify=str(cert_file), timeout=5)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_hosts_checked_by_address_are_not_fetched_through_a_proxy(tmp_path, server, monkeypatch):
+    """A proxy would resolve the name itself, so the checked address could not be pinned."""
+    for var in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server)
+    _dns(monkeypatch, "images.example.test", PUBLIC_IP)
+    url = f"http://images.example.test:{_port(server)}/img.png"
+    Handler.seen.clear()
+    with pytest.raises(FetchError, match="through the proxy of HTTP\\(S\\)_PROXY.*NO_PROXY"):
+        make(tmp_path, allowed_hosts=("*",), timeout=5).fetch(url)
+    assert Handler.seen == []
 
 
 def test_redirect_on_the_same_host_is_followed(tmp_path, server):
