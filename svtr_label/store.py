@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
-from urllib.parse import unquote, urlparse
 
 from .geometry import as_points
 from .images import read_image, sha256_bytes
-from .labelstudio import LabelConfig, image_size_of, page_to_results, recommended_config, resolve_local_files, results_to_regions
+from .labelstudio import LabelConfig, image_size_of, page_to_results, recommended_config, results_to_regions
 from .page import IGNORE_TEXT, Page, Region
+from .sources import resolve_local
 
 SCHEMA_VERSION = 1
 IMAGE_STATES = ("unreviewed", "in_progress", "reviewed")
@@ -642,29 +642,6 @@ def _task_size(task: dict[str, Any]) -> tuple[int, int] | None:
             if size:
                 return size
     return None
-
-
-def resolve_local(ref: str, root: Path | None = None, confined: bool = False) -> Path | None:
-    """The local file behind an image ref (a path, file:// URL, or /data/local-files/?d=), if it exists.
-
-    `confined` is for refs from untrusted senders (webhooks): only `/data/local-files/?d=` refs
-    that stay inside the document root are followed; plain paths and file:// are not.
-    """
-    base = root or (Path(os.environ["LOCAL_FILES_DOCUMENT_ROOT"]) if os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") else Path.cwd())
-    try:
-        path = resolve_local_files(ref, base)
-    except ValueError:  # no ?d=, or a path leaving the document root
-        return None
-    if path is None:
-        if confined or ("://" in ref and not ref.startswith("file://")) or ref.startswith("/data/upload/"):
-            return None
-        if ref.startswith("file://"):
-            path = Path(unquote(urlparse(ref).path))
-        else:
-            path = Path(ref)
-            if not path.is_absolute() and root is not None:
-                path = root / path
-    return path if path.is_file() else None
 
 
 def open_input(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Store:

@@ -250,3 +250,44 @@ def test_basic_auth_backend_with_label_studio(label_studio, served_backend, real
         return image is not None and "韩国小馆 (checked)" in [r.text for r in store.current_page(image).regions]
 
     wait_until(stored, what="the annotation in the store")
+
+
+def test_uploaded_image_exports_and_shows_in_the_widgets_through_label_studio(label_studio, project, real_images, tmp_path, capsys, monkeypatch):
+    """Images uploaded in Label Studio's UI live only on its server (/data/upload/...): export and
+    the review widgets download them with the API key."""
+    from svtr_label.cli import main
+    from svtr_label.store import Store
+    from svtr_label_widgets.data import load_image
+
+    pid, _ = project
+    ls = label_studio.client()
+    task = _tasks_by_file(ls, pid)["en.jpg"]
+    if not task["predictions"]:
+        _retrieve(ls, pid)
+        task = _tasks_by_file(ls, pid)["en.jpg"]
+    assert task["data"]["image"].startswith("/data/upload/")
+    result = copy.deepcopy(task["predictions"][0]["result"])
+    next(r for r in result if r["type"] == "textarea")["value"]["text"] = ["uploaded and corrected"]
+    ls.create_annotation(task["id"], result)
+    db = tmp_path / "pulled.sqlite"
+    assert main(["pull", "--url", label_studio.url, "--api-key", label_studio.personal_token, "--project", str(pid), "--tasks", str(task["id"]), "--store", str(db)]) == 0
+
+    out = tmp_path / "export"
+    for var in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    export = ["export", str(db), "--format", "paddleocr", "--out", str(out), "--no-progress", "--on-invalid", "drop"]
+    assert main(export) == 2
+    assert task["data"]["image"] in capsys.readouterr().err  # names the image and LABEL_STUDIO_URL
+    assert main([*export, "--url", label_studio.url, "--api-key", label_studio.personal_token]) == 0
+    (image,) = (out / "images").iterdir()
+    assert image.suffix == ".jpg" and image.read_bytes() == (real_images / "en.jpg").read_bytes()
+    assert "uploaded and corrected" in (out / "Label.txt").read_text(encoding="utf-8")
+    assert "uploaded and corrected" in (out / "rec_gt.txt").read_text(encoding="utf-8")
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.personal_token)
+    with Store(db) as store:
+        (image_id,) = store.image_ids()
+        shown = load_image(store, image_id)
+        info = store.get_image(image_id)
+    assert (shown.width, shown.height) == (info.width, info.height)

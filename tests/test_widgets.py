@@ -253,8 +253,11 @@ def test_export_panel_exports_corrected_images_and_tables_invalid_lines(review_s
     bad = review_store.current_page(ids[0]).regions[1]
     review_store.set_text(ids[0], bad.id, "x" * 500, who="t")  # longer than any recognizer takes
     steps = []
-    result = run(review_store, ExportChoice(out=tmp_path / "rec", dictionary="bundled"), lambda p, m: steps.append(p))
-    assert result.path is not None and steps[-1] == 100
+    result = run(review_store, ExportChoice(out=tmp_path / "rec", dictionary="bundled"), lambda p, m: steps.append((p, m)))
+    assert result.path is not None and steps[-1][0] == 100
+    per_image = [m for _, m in steps if "image" in m and " of " in m]
+    assert per_image == [f"writing paddleocr: image {i} of 4" for i in range(1, 5)]  # the 4 corrected images
+    assert [p for p, _ in steps] == sorted(p for p, _ in steps)
     assert [i.region_id for i in result.report.issues] == [bad.id]
     assert (result.path / "manifest.json").is_file()
 

@@ -9,39 +9,42 @@ from typing import Iterable
 
 from svtr_label.annotate import annotate_files
 from svtr_label.engine import OcrEngine
-from svtr_label.images import DecodedImage, find_images, read_image
-from svtr_label.store import Store, StoreError, resolve_local
+from svtr_label.images import DecodedImage, ImageError, decode_image, find_images
+from svtr_label.sources import ImageSource
+from svtr_label.store import Store, StoreError
 
 
 class ImageCache:
     """Decoded images by store id; a few kept so stepping back and forth does not re-decode."""
 
-    def __init__(self, store: Store, size: int = 4) -> None:
+    def __init__(self, store: Store, size: int = 4, source: ImageSource | None = None) -> None:
         self.store = store
         self.size = size
+        self.source = source or ImageSource.from_env(store.root)
         self._items: OrderedDict[int, DecodedImage] = OrderedDict()
 
     def get(self, image_id: int) -> DecodedImage:
         if image_id in self._items:
             self._items.move_to_end(image_id)
             return self._items[image_id]
-        image = load_image(self.store, image_id)
+        image = load_image(self.store, image_id, self.source)
         self._items[image_id] = image
         while len(self._items) > self.size:
             self._items.popitem(last=False)
         return image
 
 
-def load_image(store: Store, image_id: int) -> DecodedImage:
-    """The image of a store entry, read from its local file (paths and Label Studio local-files refs)."""
+def load_image(store: Store, image_id: int, source: ImageSource | None = None) -> DecodedImage:
+    """The image of a store entry: local files (paths, Label Studio local-files refs) under the
+    store's root, and what Label Studio serves when LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are set."""
     info = store.get_image(image_id)
-    path = resolve_local(info.ref, store.root) if info.ref else None
-    if path is None:
-        raise StoreError(
-            f"image {image_id}: its file {info.ref!r} is not on this machine; "
-            "pass Store(..., root=LOCAL_FILES_DOCUMENT_ROOT) or copy the images here"
-        )
-    return read_image(path)
+    if not info.ref:
+        raise StoreError(f"image {image_id} has no file reference; add it with Store.add_page(page, image_ref=...)")
+    source = source or ImageSource.from_env(store.root)
+    try:
+        return decode_image(source.read(info.ref, info.ls_task_id), info.ref)
+    except ImageError as exc:
+        raise StoreError(f"image {image_id}: {exc}") from None
 
 
 def preannotate_into(store: Store, paths: Iterable[Path], engine: OcrEngine) -> tuple[list[int], list[str]]:

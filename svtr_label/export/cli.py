@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..validate import DEFAULT_MAX_TEXT_LENGTH, Rules, load_dictionary
 from .core import ExportError
@@ -35,6 +35,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--on-invalid", choices=ON_INVALID, default="fail", help="what to do with invalid samples (default fail)")
     p.add_argument("--include-predictions", action="store_true", help="also export images nobody corrected, as predicted")
     p.add_argument("--root", help="folder /data/local-files/?d= refs are relative to (default LOCAL_FILES_DOCUMENT_ROOT, else cwd)")
+    p.add_argument("--url", default=os.environ.get("LABEL_STUDIO_URL"),
+                   help="Label Studio URL, to download images it serves (uploads, cloud storage) (env LABEL_STUDIO_URL)")
+    p.add_argument("--api-key", default=os.environ.get("LABEL_STUDIO_API_KEY"), help="Label Studio access token (env LABEL_STUDIO_API_KEY)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)
 
 
@@ -68,21 +72,28 @@ def resolve_dictionary(args: argparse.Namespace) -> tuple[bytes | None, list[str
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..sources import ImageSource
     from ..store import open_input
 
     dict_bytes, chars, source = resolve_dictionary(args)
     if chars is None and args.format in ("paddleocr",):
         print("svtr-label: warning: no --dict / --rec-model-dir / --profile: characters are not checked against a dictionary", file=sys.stderr)
     root = args.root or os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")
+    bar = tqdm(unit="image", desc=f"exporting {args.format}", disable=args.no_progress, file=sys.stderr)
     opts = ExportOptions(
         format=args.format, out=Path(args.out), val_fraction=args.val_fraction, seed=args.seed,
         rules=Rules(frozenset(chars) if chars else None, args.max_text_length), dict_bytes=dict_bytes, dict_source=source,
         on_invalid=args.on_invalid, include_predictions=args.include_predictions, root=Path(root) if root else None,
+        images=ImageSource(Path(root) if root else None, ls_url=args.url, api_key=args.api_key),
+        progress=_advance(bar),
     )
     store = open_input(args.input, root=opts.root)
     try:
         result = run_export(store, opts)
     finally:
+        bar.close()
         store.close()
     if not result.report.ok:
         verb = {"fail": "nothing written", "drop": "left out", "report": "left out"}[args.on_invalid]
@@ -93,3 +104,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     counts = result.manifest["counts"]
     print(f"{args.format}: {result.path}\n" + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return EXIT_REPORTED if result.exit_code == EXIT_REPORTED else 0
+
+
+def _advance(bar: Any) -> Callable[[int, int], None]:
+    """ExportOptions.progress for a tqdm bar: the total is known once the samples are collected."""
+
+    def report(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return report

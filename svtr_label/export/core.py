@@ -12,15 +12,17 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from ..geometry import bounding_quad
-from ..images import DecodedImage, decode_image
+from ..images import DecodedImage, ImageError, decode_image
 from ..page import Page, Region
-from ..store import Store, resolve_local
+from ..sources import ImageSource
+from ..store import Store
 
 
 class ExportError(ValueError):
@@ -37,6 +39,7 @@ class Sample:
     corrected: bool
     reviewers: tuple[str, ...]
     stem: str  # unique, stable file stem in the export
+    task_id: int | None = None  # Label Studio's, for refs only it can presign
 
     @property
     def model_version(self) -> str:
@@ -58,7 +61,8 @@ def collect_samples(store: Store, include_predictions: bool = False) -> tuple[li
         info = store.get_image(image_id)
         page = store.current_page(image_id)
         ref = info.ref or info.sha256 or str(image_id)
-        samples.append(Sample(image_id, ref, page, corrected, tuple(store.reviewers(image_id)), _stem(ref, info.sha256 or page.sha256, image_id)))
+        stem = _stem(ref, info.sha256 or page.sha256, image_id)
+        samples.append(Sample(image_id, ref, page, corrected, tuple(store.reviewers(image_id)), stem, info.ls_task_id))
     samples.sort(key=lambda s: s.stem)
     return samples, skipped
 
@@ -79,24 +83,30 @@ class LoadedImage:
     suffix: str
 
 
-def load_image(sample: Sample, root: Path | None) -> LoadedImage:
+def load_image(sample: Sample, source: ImageSource) -> LoadedImage:
     """The sample's pixels, checked against what was labeled (hash, size)."""
-    path = resolve_local(sample.ref, root)
-    if path is None:
-        hint = " (a /data/local-files/ ref: pass --root or set LOCAL_FILES_DOCUMENT_ROOT)" if "local-files" in sample.ref else ""
-        raise ExportError(f"image {sample.ref} (image id {sample.image_id}) not found on this machine{hint}")
-    data = path.read_bytes()
-    decoded = decode_image(data, str(path))
+    try:
+        data = source.read(sample.ref, sample.task_id)
+    except ImageError as exc:
+        raise ExportError(f"{exc} (image id {sample.image_id})") from None
+    name = str(source.local_path(sample.ref) or sample.ref)
+    decoded = decode_image(data, name)
     if sample.page.sha256 and decoded.sha256 != sample.page.sha256:
-        raise ExportError(f"image {path} changed since it was labeled (sha256 {decoded.sha256[:12]} != {sample.page.sha256[:12]})")
+        raise ExportError(f"image {name} changed since it was labeled (sha256 {decoded.sha256[:12]} != {sample.page.sha256[:12]})")
     if (decoded.width, decoded.height) != (sample.page.width, sample.page.height):
         raise ExportError(
-            f"image {path} is {decoded.width}x{decoded.height} but was labeled as {sample.page.width}x{sample.page.height}"
+            f"image {name} is {decoded.width}x{decoded.height} but was labeled as {sample.page.width}x{sample.page.height}"
         )
     if _exif_rotated(data):
         # Labels are in display orientation; trainers read raw pixels: write the upright pixels.
         return LoadedImage(decoded, encode_png(decoded.bgr), ".png")
-    return LoadedImage(decoded, data, path.suffix.lower() or ".png")
+    return LoadedImage(decoded, data, _suffix(name))
+
+
+def _suffix(name: str) -> str:
+    """The file type a path or URL names (`.jpg` of `/data/upload/3/ab-page.jpg?x=1`), else `.png`."""
+    suffix = PurePosixPath(urlsplit(name).path if "://" in name or name.startswith("/data/") else name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".png"
 
 
 def _exif_rotated(data: bytes) -> bool:

@@ -8,10 +8,11 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..geometry import bounding_quad
 from ..labelstudio import load_config
+from ..sources import ImageSource
 from ..store import Store
 from ..validate import Issue, Report, Rules, validate
 from .core import ExportDir, ExportError, LoadedImage, Sample, collect_samples, crop_lines, dumps, encode_png, load_image, num, split_val
@@ -35,7 +36,9 @@ class ExportOptions:
     dict_source: str = ""
     on_invalid: str = "fail"
     include_predictions: bool = False
-    root: Path | None = None
+    root: Path | None = None  # where local refs live; default LOCAL_FILES_DOCUMENT_ROOT, else cwd
+    images: ImageSource | None = None  # default: ImageSource.from_env(root) (Label Studio from LABEL_STUDIO_URL/_API_KEY)
+    progress: Callable[[int, int], None] | None = None  # (images done, images in all), after each image
 
 
 @dataclass
@@ -55,6 +58,7 @@ class _Job:
     val: set[str]
     report: Report
     opts: ExportOptions
+    source: ImageSource
     counts: Counter = field(default_factory=Counter)
 
     def split(self, sample: Sample) -> str:
@@ -82,7 +86,8 @@ def run_export(store: Store, opts: ExportOptions) -> ExportResult:
     report = validate([(s.ref, s.page) for s in samples], opts.rules, targets) if targets else Report()
     if not report.ok and opts.on_invalid == "fail":
         return ExportResult(None, {}, report, EXIT_INVALID)
-    job = _Job(store, samples, split_val(samples, opts.val_fraction, opts.seed), report, opts)
+    source = opts.images or ImageSource.from_env(opts.root)
+    job = _Job(store, samples, split_val(samples, opts.val_fraction, opts.seed), report, opts, source)
     job.counts["skipped_uncorrected"] = skipped
     out = ExportDir(opts.out)
     try:
@@ -123,12 +128,18 @@ def _det_label(sample: Sample) -> str:
     return dumps([{"transcription": r.text, "points": [[num(x), num(y)] for x, y in r.points]} for r in sample.page.regions])
 
 
-def _images(out: ExportDir, job: _Job, folder: str = "images") -> list[tuple[Sample, LoadedImage, str | None]]:
-    """Load every sample's image; write the ones detection keeps. Yields (sample, image, rel path or None)."""
+def _loaded(job: _Job) -> Iterator[tuple[Sample, LoadedImage]]:
+    """Each sample with its image, one at a time (an export may hold more pixels than memory)."""
+    for done, sample in enumerate(job.samples, 1):
+        yield sample, load_image(sample, job.source)
+        if job.opts.progress is not None:
+            job.opts.progress(done, len(job.samples))
+
+
+def _images(out: ExportDir, job: _Job, folder: str = "images") -> Iterator[tuple[Sample, LoadedImage, str | None]]:
+    """Each sample's image, written when detection keeps it: (sample, image, rel path or None)."""
     dropped = job.det_dropped()
-    loaded = []
-    for s in job.samples:
-        img = load_image(s, job.opts.root)
+    for s, img in _loaded(job):
         rel = None
         if s.ref not in dropped:
             rel = f"{folder}/{s.stem}{img.suffix}"
@@ -139,8 +150,7 @@ def _images(out: ExportDir, job: _Job, folder: str = "images") -> list[tuple[Sam
             job.counts["det_ignore_regions"] += sum(r.illegible for r in s.page.regions)
         else:
             job.counts["dropped_det_images"] += 1
-        loaded.append((s, img, rel))
-    return loaded
+        yield s, img, rel
 
 
 def _crops(out: ExportDir, job: _Job, sample: Sample, img: LoadedImage, folder: str) -> list[tuple[str, str]]:
@@ -201,8 +211,7 @@ def write_paddlex_det(out: ExportDir, job: _Job) -> None:
 
 def write_paddlex_rec(out: ExportDir, job: _Job) -> None:
     rows = []
-    for sample in job.samples:
-        img = load_image(sample, job.opts.root)
+    for sample, img in _loaded(job):
         rows += [(sample, f"{crop}\t{text}") for crop, text in _crops(out, job, sample, img, "images")]
     for split, lines in _by_split(job, rows).items():
         out.write_lines(f"{split}.txt", lines)

@@ -1,0 +1,127 @@
+"""The bytes of a stored image, wherever its ref points: one reader for the exporters and the widgets.
+
+- a path, a `file://` URL, or `/data/local-files/?d=` under the document root: read from disk;
+- anything Label Studio serves (`/data/upload/...`, its other paths, its local files when they are
+  not on this machine, `s3://`/`gs://`/`azure-blob://` through the task's presign endpoint) and
+  `http(s)://` hosts the fetch policy allows: fetched by `ImageFetcher`, with the project's
+  Label Studio URL and API key.
+
+Local files never need Label Studio; the fetcher is built on the first ref that does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import unquote, urlparse, urlsplit
+
+from .fetch import CLOUD_SCHEMES, FetchError, FetchSettings, ImageFetcher
+from .images import DEFAULT_MAX_BYTES, ImageError
+from .labelstudio import LOCAL_FILES_PATH, resolve_local_files
+
+_ASK_LABEL_STUDIO = "set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (svtr-label export: --url, --api-key) to download it"
+
+
+class SourceError(ImageError):
+    """An image ref that cannot be read here; the message names the ref and what to set."""
+
+
+def resolve_local(ref: str, root: Path | None = None, confined: bool = False) -> Path | None:
+    """The local file behind an image ref (a path, file:// URL, or /data/local-files/?d=), if it exists.
+
+    `confined` is for refs from untrusted senders (webhooks): only `/data/local-files/?d=` refs
+    that stay inside the document root are followed; plain paths and file:// are not.
+    """
+    base = root or (Path(os.environ["LOCAL_FILES_DOCUMENT_ROOT"]) if os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") else Path.cwd())
+    try:
+        path = resolve_local_files(ref, base)
+    except ValueError:  # no ?d=, or a path leaving the document root
+        return None
+    if path is None:
+        if confined or ("://" in ref and not ref.startswith("file://")) or ref.startswith("/data/"):
+            return None
+        if ref.startswith("file://"):
+            path = Path(unquote(urlparse(ref).path))
+        else:
+            path = Path(ref)
+            if not path.is_absolute() and root is not None:
+                path = root / path
+    return path if path.is_file() else None
+
+
+def served_remotely(ref: str) -> bool:
+    """True for refs only a server can answer: Label Studio paths, http(s) and cloud storage URIs."""
+    scheme = urlsplit(ref).scheme.lower()
+    return ref.startswith("/data/") or scheme in ("http", "https", *CLOUD_SCHEMES)
+
+
+class ImageSource:
+    """Reads image refs from disk under `root`, and from Label Studio when `ls_url` and `api_key` are given.
+
+    >>> source = ImageSource(Path("/data/ocr"), ls_url="http://localhost:8080", api_key="...")
+    >>> data = source.read("/data/upload/3/5d1e-page.png")
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        ls_url: str | None = None,
+        api_key: str | None = None,
+        fetch_settings: FetchSettings | None = None,
+    ) -> None:
+        self.root = Path(root) if root else None
+        base = fetch_settings or FetchSettings.from_env()
+        # Local-files refs missing under our root are asked of Label Studio, which may hold them.
+        self._settings = replace(base, ls_url=(ls_url or base.ls_url or "").rstrip("/") or None,
+                                 api_key=api_key or base.api_key, document_root=None)
+        self._fetcher: ImageFetcher | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, root: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> "ImageSource":
+        """`root` or LOCAL_FILES_DOCUMENT_ROOT; LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY for remote refs."""
+        folder = root or env.get("LOCAL_FILES_DOCUMENT_ROOT")
+        return cls(Path(folder) if folder else None, fetch_settings=FetchSettings.from_env(env))
+
+    @property
+    def max_bytes(self) -> int:
+        return self._settings.max_bytes or DEFAULT_MAX_BYTES
+
+    def local_path(self, ref: str) -> Path | None:
+        return resolve_local(ref, self.root)
+
+    def read(self, ref: str, task_id: int | None = None) -> bytes:
+        """The image bytes behind `ref`; `task_id` lets Label Studio presign cloud storage URIs."""
+        path = self.local_path(ref)
+        if path is not None:
+            if path.stat().st_size > self.max_bytes:
+                raise SourceError(f"image {ref}: {path.stat().st_size} bytes exceeds the {self.max_bytes}-byte limit (SVTR_MAX_IMAGE_BYTES)")
+            return path.read_bytes()
+        where = f" under {self.root}" if self.root else ""
+        if not served_remotely(ref):
+            raise SourceError(f"image {ref}: not found{where}; pass the folder it is relative to (--root, Store(root=...)) or copy it here")
+        if not (self._settings.ls_url and self._settings.api_key) and not _allowed_without_label_studio(ref, self._settings):
+            if ref.startswith(LOCAL_FILES_PATH):
+                raise SourceError(
+                    f"image {ref}: not found{where}; pass the folder Label Studio serves local files from "
+                    f"(--root, LOCAL_FILES_DOCUMENT_ROOT), or {_ASK_LABEL_STUDIO}"
+                )
+            raise SourceError(f"image {ref} is served by Label Studio: {_ASK_LABEL_STUDIO}")
+        try:
+            return self._fetch().fetch(ref, task_id)
+        except FetchError as exc:
+            raise SourceError(f"image {exc}") from None
+
+    def _fetch(self) -> ImageFetcher:
+        with self._lock:
+            if self._fetcher is None:
+                self._fetcher = ImageFetcher(self._settings)
+            return self._fetcher
+
+
+def _allowed_without_label_studio(ref: str, settings: FetchSettings) -> bool:
+    """http(s) refs to hosts named in SVTR_ALLOWED_HOSTS need no Label Studio."""
+    return urlsplit(ref).scheme.lower() in ("http", "https") and bool(settings.allowed_hosts)
