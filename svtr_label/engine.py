@@ -142,6 +142,7 @@ class OcrEngine:
     """PaddleOCR's OCR pipeline for one profile. Build it with `get_engine` to share it."""
 
     def __init__(self, profile: Profile, settings: EngineSettings | None = None) -> None:
+        _refuse_unmappable_stages(profile)
         self.settings = (settings or EngineSettings()).resolved()
         self.profile = _named(profile)
         self._pool = _PipelinePool(lambda: _build_pipeline(self.profile, self.settings), self.settings.workers or 1)
@@ -222,6 +223,18 @@ class OcrEngine:
 
 
 # --- building --------------------------------------------------------------------------------
+
+
+def _refuse_unmappable_stages(profile: Profile) -> None:
+    """Labels belong on the image Label Studio shows. Document unwarping re-samples the page and
+    PaddleX returns no mapping back to the original pixels, so its boxes would land in the wrong
+    places without any error: refused. (Document orientation is mapped back: see _unrotate.)"""
+    if profile.use_doc_unwarping:
+        raise ModelError(
+            "document unwarping (SVTR_USE_DOC_UNWARPING) is not supported: its boxes are on a re-sampled page that "
+            "PaddleX cannot map back onto the original image, so they would not sit on the text Label Studio shows. "
+            "Unset it; SVTR_USE_DOC_ORIENTATION (whole-page rotation) is supported."
+        )
 
 
 def _named(profile: Profile) -> Profile:

@@ -84,3 +84,12 @@ def test_boxes_found_on_the_upright_copy_map_back_onto_the_original(angle):
     ys, xs = np.nonzero(upright > 127)
     (x, y), = _unrotate([(xs.mean(), ys.mean())], angle, w, h)
     assert abs(x - 71.5) < 1.5 and abs(y - 11.5) < 1.5
+
+
+def test_document_unwarping_is_refused_because_its_boxes_cannot_be_placed_on_the_original():
+    from svtr_label.engine import OcrEngine
+    from svtr_label.profiles import ModelError, resolve_profile
+
+    profile = resolve_profile("bundled", {"SVTR_USE_DOC_UNWARPING": "true"})
+    with pytest.raises(ModelError, match="SVTR_USE_DOC_UNWARPING"):
+        OcrEngine(profile)
