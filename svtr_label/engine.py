@@ -48,10 +48,12 @@ class EngineSettings:
     device: str = "cpu"
     workers: int | None = None  # pipelines in the pool; default: one per core (at most 4), 1 on GPU
     cpu_threads: int | None = None  # inference threads per pipeline; default: cores / workers
-    # Lines per recognizer call; default: 1 on CPU, 6 (PaddleOCR's own) on GPU. On CPU a batch is
-    # slower per line, even of lines padded to the same width (benchmarks/bench.py: 1 line per call
-    # reads 50 pages 1.14x faster than 6), and one line per call makes each result independent of
-    # its neighbours' padding: re-recognizing a box alone gives back the page's text and score.
+    # Lines per recognizer call; default: 1 for ONNX Runtime on CPU, else 6 (PaddleOCR's own).
+    # ONNX Runtime on CPU runs a batch slower per line, even of lines padded to the same width
+    # (benchmarks/bench.py: 1 line per call reads 50 pages 1.14x faster than 6), and one line per
+    # call makes each result independent of its neighbours' padding: re-recognizing a box alone
+    # gives back the page's text and score. Paddle Inference is the other way round (PP-OCRv4 mobile
+    # rec on 132 lines, 1 or 2 threads, with or without oneDNN: 6 lines per call ~2x faster than 1).
     rec_batch_size: int | None = None
     enable_mkldnn: bool | None = None
 
@@ -71,11 +73,11 @@ class EngineSettings:
             enable_mkldnn=None if mkldnn in (None, "") else mkldnn.lower() in ("1", "true", "yes"),
         )
 
-    def resolved(self) -> "EngineSettings":
-        """Concrete worker, thread and batch sizes for this machine."""
+    def resolved(self, engine: str | None = None) -> "EngineSettings":
+        """Concrete worker, thread and batch sizes for this machine and inference `engine`."""
         workers = self.workers or _default_workers(self.device)
         threads = self.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
-        batch = self.rec_batch_size or (1 if self.device.startswith("cpu") else 6)
+        batch = self.rec_batch_size or (1 if self.device.startswith("cpu") and engine == "onnxruntime" else 6)
         return replace(self, workers=workers, cpu_threads=threads, rec_batch_size=batch)
 
 
@@ -143,7 +145,7 @@ class OcrEngine:
 
     def __init__(self, profile: Profile, settings: EngineSettings | None = None) -> None:
         _refuse_unmappable_stages(profile)
-        self.settings = (settings or EngineSettings()).resolved()
+        self.settings = (settings or EngineSettings()).resolved(profile.engine)
         self.profile = _named(profile)
         self._pool = _PipelinePool(lambda: _build_pipeline(self.profile, self.settings), self.settings.workers or 1)
         self._spread = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="svtr-ocr")

@@ -62,10 +62,12 @@ def test_settings_resolve_threads_per_worker():
     assert EngineSettings.from_env({"SVTR_WORKERS": "3", "SVTR_CPU_THREADS": "1"}) == EngineSettings(workers=3, cpu_threads=1)
 
 
-def test_recognition_batch_defaults_to_one_line_on_cpu_and_six_on_gpu():
-    assert EngineSettings().resolved().rec_batch_size == 1
-    assert EngineSettings(device="gpu:0").resolved().rec_batch_size == 6
-    assert EngineSettings.from_env({"SVTR_REC_BATCH_SIZE": "8"}).resolved().rec_batch_size == 8
+def test_recognition_batch_defaults_to_one_line_for_onnxruntime_on_cpu_and_six_elsewhere():
+    assert EngineSettings().resolved("onnxruntime").rec_batch_size == 1
+    assert EngineSettings().resolved("paddle").rec_batch_size == 6
+    assert EngineSettings().resolved(None).rec_batch_size == 6  # PaddleOCR picks Paddle
+    assert EngineSettings(device="gpu:0").resolved("onnxruntime").rec_batch_size == 6
+    assert EngineSettings.from_env({"SVTR_REC_BATCH_SIZE": "8"}).resolved("onnxruntime").rec_batch_size == 8
 
 
 @pytest.mark.parametrize("angle", [90, 180, 270])

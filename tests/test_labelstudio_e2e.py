@@ -81,6 +81,18 @@ def _retrieve(ls: LabelStudio, pid: int) -> dict:
                       json={"selectedItems": {"all": True, "excluded": []}}).json()
 
 
+def _annotate_first_line(ls: LabelStudio, pid: int, file: str, text: str) -> dict:
+    """Submit the task's prediction as an annotation, its first line's text replaced; returns the task."""
+    task = _tasks_by_file(ls, pid)[file]
+    if not task["predictions"]:
+        _retrieve(ls, pid)
+        task = _tasks_by_file(ls, pid)[file]
+    result = copy.deepcopy(task["predictions"][0]["result"])
+    next(r for r in result if r["type"] == "textarea")["value"]["text"] = [text]
+    ls.create_annotation(task["id"], result)
+    return task
+
+
 # --- tests -------------------------------------------------------------------------------------
 
 
@@ -205,13 +217,7 @@ def test_pull_brings_annotations_into_a_store(label_studio, project, tmp_path):
 
     pid, _ = project
     ls = label_studio.client()
-    t = _tasks_by_file(ls, pid)["exif"]
-    if not t["predictions"]:
-        _retrieve(ls, pid)
-        t = _tasks_by_file(ls, pid)["exif"]
-    result = copy.deepcopy(t["predictions"][0]["result"])
-    next(r for r in result if r["type"] == "textarea")["value"]["text"] = ["pulled correction"]
-    ls.create_annotation(t["id"], result)
+    _annotate_first_line(ls, pid, "exif", "pulled correction")
     out = tmp_path / "pulled.sqlite"
     assert main(["pull", "--url", label_studio.url, "--api-key", label_studio.legacy_token, "--project", str(pid), "--store", str(out)]) == 0
     with Store(out) as store:
@@ -261,14 +267,8 @@ def test_uploaded_image_exports_and_shows_in_the_widgets_through_label_studio(la
 
     pid, _ = project
     ls = label_studio.client()
-    task = _tasks_by_file(ls, pid)["en.jpg"]
-    if not task["predictions"]:
-        _retrieve(ls, pid)
-        task = _tasks_by_file(ls, pid)["en.jpg"]
+    task = _annotate_first_line(ls, pid, "en.jpg", "uploaded and corrected")
     assert task["data"]["image"].startswith("/data/upload/")
-    result = copy.deepcopy(task["predictions"][0]["result"])
-    next(r for r in result if r["type"] == "textarea")["value"]["text"] = ["uploaded and corrected"]
-    ls.create_annotation(task["id"], result)
     db = tmp_path / "pulled.sqlite"
     assert main(["pull", "--url", label_studio.url, "--api-key", label_studio.personal_token, "--project", str(pid), "--tasks", str(task["id"]), "--store", str(db)]) == 0
 
