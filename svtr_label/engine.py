@@ -281,9 +281,22 @@ def _pipeline_kwargs(profile: Profile, settings: EngineSettings) -> dict[str, An
     else:
         if settings.cpu_threads:
             kwargs["cpu_threads"] = settings.cpu_threads
-        if settings.enable_mkldnn is not None:
-            kwargs["enable_mkldnn"] = settings.enable_mkldnn
+        mkldnn = settings.enable_mkldnn
+        if mkldnn is None and _has_legacy_program(profile):
+            # Paddle 3 runs inference.pdmodel through its new executor, whose oneDNN kernels reject
+            # ops of some legacy programs (PP-OCRv4 det: ConvertPirAttribute2RuntimeAttribute).
+            log.info("legacy inference.pdmodel program: running without oneDNN (SVTR_ENABLE_MKLDNN=true to force it)")
+            mkldnn = False
+        if mkldnn is not None:
+            kwargs["enable_mkldnn"] = mkldnn
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _has_legacy_program(profile: Profile) -> bool:
+    """A model folder exported before PaddlePaddle 3 (inference.pdmodel, no inference.json)."""
+    textline = profile.textline if profile.use_textline_orientation else None
+    folders = [m.dir for m in (profile.det, profile.rec, textline) if m is not None and m.dir is not None]
+    return any((f / "inference.pdmodel").is_file() and not (f / "inference.json").is_file() for f in folders)
 
 
 def _build_pipeline(profile: Profile, settings: EngineSettings) -> Any:

