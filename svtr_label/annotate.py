@@ -1,14 +1,15 @@
 """Pre-annotation of image files and of Label Studio tasks: read or fetch, look up the cache,
 predict in batches, report failures.
 
-Reading and hashing the next files overlaps with inference on the current batch.
+Reading, fetching and decoding the next images overlaps with inference on the current batch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -23,6 +24,8 @@ from .page import Page
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = int(os.environ.get("SVTR_BATCH_SIZE", 4))
+# Downloads at a time while inference runs: fetching is network-bound, not CPU-bound.
+FETCH_THREADS = int(os.environ.get("SVTR_FETCH_THREADS", 4))
 
 
 @dataclass(frozen=True)
@@ -35,64 +38,42 @@ class Outcome:
     cached: bool = False
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    path: Path
-    sha256: str = ""
-    data: bytes = b""
-    error: str | None = None
+def annotate_files(paths: Iterable[Path], engine: OcrEngine, cache: PredictionCache | None = None) -> Iterator[Outcome]:
+    """One Outcome per path, in input order. A bad file yields an error Outcome; the rest go on.
+
+    Each file is read, hashed, looked up in the cache, decoded and predicted by one job; as many
+    jobs run as the engine has pipelines, and as many more wait, so no pipeline waits for a
+    file and no batch waits for its slowest page. Only the running jobs hold images."""
+    workers = engine.workers
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="svtr-page") as pool:
+        window: deque[Future[Outcome]] = deque()
+        for path in paths:
+            window.append(pool.submit(_annotate_file, Path(path), engine, cache))
+            if len(window) >= 2 * workers:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
-def _read(path: Path) -> _Loaded:
+def _annotate_file(path: Path, engine: OcrEngine, cache: PredictionCache | None) -> Outcome:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return _Loaded(path, error=f"{path}: cannot read ({exc.strerror or exc})")
-    return _Loaded(path, sha256_bytes(data), data)
-
-
-def annotate_files(
-    paths: Iterable[Path],
-    engine: OcrEngine,
-    cache: PredictionCache | None = None,
-    batch_size: int = 4,
-) -> Iterator[Outcome]:
-    """One Outcome per path, in order. A bad file yields an error Outcome; the rest go on."""
-    pending: list[tuple[Path, DecodedImage]] = []
-
-    def flush() -> Iterator[Outcome]:
-        if not pending:
-            return
-        for path, result in predict_batch(engine, pending):
-            if isinstance(result, Page):
-                if cache is not None:
-                    cache.put(result)
-                yield Outcome(path, result.with_(source=str(path)))
-            else:
-                yield Outcome(path, error=result)
-        pending.clear()
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="svtr-read") as reader:
-        for loaded in reader.map(_read, paths):
-            if loaded.error:
-                yield from flush()
-                yield Outcome(loaded.path, error=loaded.error)
-                continue
-            hit = cache.get(loaded.sha256, engine.model_version) if cache is not None else None
-            if hit is not None:
-                yield from flush()
-                yield Outcome(loaded.path, hit.with_(source=str(loaded.path)), cached=True)
-                continue
-            try:
-                image = decode_image(loaded.data, str(loaded.path))
-            except ImageError as exc:
-                yield from flush()
-                yield Outcome(loaded.path, error=str(exc))
-                continue
-            pending.append((loaded.path, image))
-            if len(pending) >= batch_size:
-                yield from flush()
-        yield from flush()
+        return Outcome(path, error=f"{path}: cannot read ({exc.strerror or exc})")
+    hit = cache.get(sha256_bytes(data), engine.model_version) if cache is not None else None
+    if hit is not None:
+        return Outcome(path, hit.with_(source=str(path)), cached=True)
+    try:
+        image = decode_image(data, str(path))
+    except ImageError as exc:
+        return Outcome(path, error=str(exc))
+    try:
+        page = engine.predict_one(image)
+    except Exception as exc:  # the pipeline's own errors are plain Exceptions
+        return Outcome(path, error=f"{path}: OCR failed ({type(exc).__name__}: {exc})")
+    if cache is not None:
+        cache.put(page)
+    return Outcome(path, page.with_(source=str(path)))
 
 
 def predict_batch(engine: OcrEngine, items: list[tuple[Path, DecodedImage]]) -> list[tuple[Path, Page | str]]:
@@ -147,32 +128,49 @@ def predict_tasks(
     fetch: ImageFetcher,
     cache: PredictionCache | None = None,
     batch_size: int = BATCH_SIZE,
+    fetch_threads: int = FETCH_THREADS,
 ) -> list[dict[str, Any]]:
     """One prediction per task, in order; a task whose image fails gets `empty(reason)`.
-    Shared by /predict and `svtr-label push`. Images are fetched and decoded one batch at a
-    time, so a 100-task request never holds 100 decoded pages in memory."""
+    Shared by /predict and `svtr-label push`.
+
+    The images of the next batch are fetched and decoded (`fetch_threads` at a time) while the
+    current batch is inferred: network waits hide behind inference, and at most two batches of
+    decoded pages are held, so a 1000-task push never holds 1000 pages in memory."""
+    batches = [tasks[start : start + batch_size] for start in range(0, len(tasks), max(batch_size, 1))]
     answers: list[dict[str, Any]] = []
-    for start in range(0, len(tasks), max(batch_size, 1)):
-        answers.extend(_predict_batch_of_tasks(tasks[start : start + batch_size], config, engine, fetch, cache))
+    with ThreadPoolExecutor(max_workers=max(fetch_threads, 1), thread_name_prefix="svtr-fetch") as pool:
+
+        def prefetch(batch: list[Any]) -> list[Future[dict[str, Any] | DecodedImage]]:
+            return [pool.submit(_task_input, task, config, engine, fetch, cache) for task in batch]
+
+        ahead = prefetch(batches[0]) if batches else []
+        for k, batch in enumerate(batches):
+            current, ahead = ahead, prefetch(batches[k + 1]) if k + 1 < len(batches) else []
+            answers.extend(_predict_loaded(batch, [f.result() for f in current], config, engine, cache))
     return answers
 
 
-def _predict_batch_of_tasks(
-    tasks: list[Any], config: LabelConfig, engine: OcrEngine, fetch: ImageFetcher, cache: PredictionCache | None
+def _task_input(
+    task: Any, config: LabelConfig, engine: OcrEngine, fetch: ImageFetcher, cache: PredictionCache | None
+) -> dict[str, Any] | DecodedImage:
+    """The task's decoded image to predict, or its answer already (a failure, or a cache hit)."""
+    try:
+        image = task_image(task, config, fetch)
+    except ImageError as exc:
+        return failed(task, str(exc))
+    hit = cache.get(image.sha256, engine.model_version) if cache is not None else None
+    return page_answer(hit, config) if hit is not None else image
+
+
+def _predict_loaded(
+    tasks: list[Any],
+    inputs: list[dict[str, Any] | DecodedImage],
+    config: LabelConfig,
+    engine: OcrEngine,
+    cache: PredictionCache | None,
 ) -> list[dict[str, Any]]:
-    answers: list[dict[str, Any] | None] = [None] * len(tasks)
-    pending: list[tuple[int, DecodedImage]] = []
-    for i, task in enumerate(tasks):
-        try:
-            image = task_image(task, config, fetch)
-        except ImageError as exc:
-            answers[i] = failed(task, str(exc))
-            continue
-        hit = cache.get(image.sha256, engine.model_version) if cache is not None else None
-        if hit is not None:
-            answers[i] = page_answer(hit, config)
-        else:
-            pending.append((i, image))
+    answers = [x if isinstance(x, dict) else None for x in inputs]
+    pending = [(i, x) for i, x in enumerate(inputs) if isinstance(x, DecodedImage)]
     # predict_batch retries image by image when the pipeline fails on a batch: one bad input fails alone.
     for i, outcome in predict_batch(engine, pending) if pending else []:
         if isinstance(outcome, Page):

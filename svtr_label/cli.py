@@ -79,7 +79,6 @@ def _add_predict(sub: Any) -> None:
     )
     p.add_argument("--root", help="document root that image paths are made relative to (default: LOCAL_FILES_DOCUMENT_ROOT or the current folder)")
     p.add_argument("--url-prefix", default="", help="URL prefix for --image-ref prefix")
-    p.add_argument("--batch-size", type=int, default=4, help="images per inference batch")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not fill the prediction cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
@@ -114,7 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     tasks, failures, hits, lines = [], [], 0, 0
     bar = tqdm(total=len(paths), unit="img", desc="pre-annotating", disable=args.no_progress, file=sys.stderr)
-    for outcome in annotate_files(paths, engine, cache, batch_size=args.batch_size):
+    for outcome in annotate_files(paths, engine, cache):
         bar.update(1)
         if outcome.page is None:
             failures.append(outcome.error or str(outcome.path))

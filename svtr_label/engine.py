@@ -163,6 +163,11 @@ class OcrEngine:
     def loaded(self) -> bool:
         return self._pool.created > 0
 
+    @property
+    def workers(self) -> int:
+        """Pipelines this engine runs at once: callers feeding it from threads should use as many."""
+        return self._pool.size
+
     # -- whole pages ---------------------------------------------------------------------------
 
     def predict(self, images: Sequence[ImageInput]) -> list[Page]:
@@ -218,7 +223,7 @@ class OcrEngine:
         return {
             **self.profile.describe(),
             "model_version": self.model_version,
-            "workers": self._pool.size,
+            "workers": self.workers,
             "threads_per_worker": self.settings.cpu_threads,
             "rec_batch_size": self.settings.rec_batch_size,
         }

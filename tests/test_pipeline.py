@@ -199,3 +199,33 @@ def test_threads_sharing_one_engine_get_the_sequential_results(engine, synth_set
         concurrent = list(pool.map(engine.predict_one, paths))
     assert [p.to_dict() for p in concurrent] == [p.with_(source=str(path)).to_dict() for p, path in zip(synth_predictions[:6], paths)]
     assert engine.describe()["workers"] >= 1
+
+
+def test_annotate_files_keeps_input_order_and_fails_only_bad_files(engine, synth_set, synth_predictions, tmp_path):
+    from svtr_label.annotate import annotate_files
+
+    folder, pages = synth_set
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
+    paths = [folder / pages[0].name, tmp_path / "bad.png", folder / pages[1].name, tmp_path / "gone.png", folder / pages[2].name]
+    outcomes = list(annotate_files(paths, engine))
+    assert [o.path for o in outcomes] == paths
+    assert [o.page is None for o in outcomes] == [False, True, False, True, False]
+    assert "bad.png" in outcomes[1].error and "gone.png" in outcomes[3].error
+    assert [texts(o.page) for o in outcomes if o.page] == [texts(p) for p in synth_predictions[:3]]
+
+
+def test_annotate_files_reads_ahead_only_a_few_files(engine, synth_set):
+    """A folder of 10,000 scans must not be read into memory before the first page comes back."""
+    from svtr_label.annotate import annotate_files
+
+    folder, pages = synth_set
+    taken = []
+
+    def paths():
+        for p in pages:
+            taken.append(p.name)
+            yield folder / p.name
+
+    first = next(annotate_files(paths(), engine))
+    assert first.page is not None
+    assert len(taken) <= 2 * engine.workers < len(pages)
