@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import unquote, urlparse, urlsplit
@@ -27,6 +27,12 @@ _ASK_LABEL_STUDIO = "set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (svtr-label e
 
 class SourceError(ImageError):
     """An image ref that cannot be read here; the message names the ref and what to set."""
+
+
+@dataclass(frozen=True)
+class SourcedImage:
+    data: bytes
+    name: str  # the local file it was read from, else the ref: for messages and the file type
 
 
 def resolve_local(ref: str, root: Path | None = None, confined: bool = False) -> Path | None:
@@ -90,16 +96,13 @@ class ImageSource:
     def max_bytes(self) -> int:
         return self._settings.max_bytes or DEFAULT_MAX_BYTES
 
-    def local_path(self, ref: str) -> Path | None:
-        return resolve_local(ref, self.root)
-
-    def read(self, ref: str, task_id: int | None = None) -> bytes:
+    def read(self, ref: str, task_id: int | None = None) -> SourcedImage:
         """The image bytes behind `ref`; `task_id` lets Label Studio presign cloud storage URIs."""
-        path = self.local_path(ref)
+        path = resolve_local(ref, self.root)
         if path is not None:
             if path.stat().st_size > self.max_bytes:
                 raise SourceError(f"image {ref}: {path.stat().st_size} bytes exceeds the {self.max_bytes}-byte limit (SVTR_MAX_IMAGE_BYTES)")
-            return path.read_bytes()
+            return SourcedImage(path.read_bytes(), str(path))
         where = f" under {self.root}" if self.root else ""
         if not served_remotely(ref):
             raise SourceError(f"image {ref}: not found{where}; pass the folder it is relative to (--root, Store(root=...)) or copy it here")
@@ -111,7 +114,7 @@ class ImageSource:
                 )
             raise SourceError(f"image {ref} is served by Label Studio: {_ASK_LABEL_STUDIO}")
         try:
-            return self._fetch().fetch(ref, task_id)
+            return SourcedImage(self._fetch().fetch(ref, task_id), ref)
         except FetchError as exc:
             raise SourceError(f"image {exc}") from None
 

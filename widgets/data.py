@@ -42,7 +42,8 @@ def load_image(store: Store, image_id: int, source: ImageSource | None = None) -
         raise StoreError(f"image {image_id} has no file reference; add it with Store.add_page(page, image_ref=...)")
     source = source or ImageSource.from_env(store.root)
     try:
-        return decode_image(source.read(info.ref, info.ls_task_id), info.ref)
+        found = source.read(info.ref, info.ls_task_id)
+        return decode_image(found.data, found.name)
     except ImageError as exc:
         raise StoreError(f"image {image_id}: {exc}") from None
 

@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
 from typing import Any, Iterable, Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -86,10 +86,10 @@ class LoadedImage:
 def load_image(sample: Sample, source: ImageSource) -> LoadedImage:
     """The sample's pixels, checked against what was labeled (hash, size)."""
     try:
-        data = source.read(sample.ref, sample.task_id)
+        found = source.read(sample.ref, sample.task_id)
     except ImageError as exc:
         raise ExportError(f"{exc} (image id {sample.image_id})") from None
-    name = str(source.local_path(sample.ref) or sample.ref)
+    data, name = found.data, found.name
     decoded = decode_image(data, name)
     if sample.page.sha256 and decoded.sha256 != sample.page.sha256:
         raise ExportError(f"image {name} changed since it was labeled (sha256 {decoded.sha256[:12]} != {sample.page.sha256[:12]})")
