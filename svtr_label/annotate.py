@@ -1,7 +1,8 @@
 """Pre-annotation of image files and of Label Studio tasks: read or fetch, look up the cache,
-predict in batches, report failures.
+predict, report failures.
 
-Reading, fetching and decoding the next images overlaps with inference on the current batch.
+Files stream through one job per pipeline; tasks go in batches, the next batch's images being
+fetched and decoded while the current one is inferred.
 """
 
 from __future__ import annotations
