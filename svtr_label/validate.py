@@ -74,12 +74,32 @@ class Rules:
     max_text_length: int | None = DEFAULT_MAX_TEXT_LENGTH
 
 
-def load_dictionary(path: str | Path) -> list[str]:
-    """A PaddleOCR dictionary file: one character a line (PaddleOCR adds the space itself
-    when use_space_char is on, so a space is allowed too)."""
-    text = Path(path).read_text(encoding="utf-8")
+@dataclass(frozen=True)
+class RecTarget:
+    """The recognizer to fine-tune, as far as labels go: its dictionary file and characters, and
+    the longest text its trainer keeps (None: not known from where they came)."""
+
+    dict_bytes: bytes | None = None
+    characters: tuple[str, ...] | None = None
+    max_text_length: int | None = None
+    source: str = ""
+
+    def rules(self, max_text_length: int | None = None) -> Rules:
+        """Rules for this target; an explicit `max_text_length` wins, then the target's, then the default."""
+        limit = max_text_length or self.max_text_length or DEFAULT_MAX_TEXT_LENGTH
+        return Rules(frozenset(self.characters) if self.characters else None, limit)
+
+
+def parse_dictionary(text: str, use_space_char: bool = True) -> list[str]:
+    """A PaddleOCR dictionary: one character a line; PaddleOCR adds the space itself when
+    use_space_char is on (the default of the configs svtr-label targets)."""
     # split("\n"), not splitlines(): dictionaries hold characters splitlines() would break on.
-    return [line.rstrip("\r") for line in text.split("\n") if line.rstrip("\r") != ""] + [" "]
+    chars = [line.rstrip("\r") for line in text.split("\n") if line.rstrip("\r") != ""]
+    return chars + [" "] if use_space_char else chars
+
+
+def load_dictionary(path: str | Path) -> list[str]:
+    return parse_dictionary(Path(path).read_text(encoding="utf-8"))
 
 
 def text_issues(text: str, rules: Rules) -> list[tuple[str, str]]:

@@ -12,25 +12,26 @@ from typing import Callable
 
 import ipywidgets as w
 
-from svtr_label.export.cli import resolve_dictionary
+from svtr_label.export.cli import resolve_target
 from svtr_label.export.core import ExportError
 from svtr_label.export.formats import FORMATS, ON_INVALID, ExportOptions, ExportResult, run_export
 from svtr_label.store import Store
-from svtr_label.validate import DEFAULT_MAX_TEXT_LENGTH, Issue, Rules
+from svtr_label.validate import DEFAULT_MAX_TEXT_LENGTH, Issue
 
 Progress = Callable[[int, str], None]  # percent done, what is happening
 
 
 @dataclass(frozen=True)
 class ExportChoice:
-    """What the panel's controls say; `dictionary` is a dict.txt path, a profile name, or ''."""
+    """What the panel's controls say; `dictionary` is a profile name, a dict.txt path, a PaddleOCR rec
+    training config (.yml: its dictionary and limit), or ''. `max_text_length` None: the config's, else 23."""
 
     format: str = "paddleocr"
     out: Path = Path("export")
     val_fraction: float = 0.1
     seed: int = 0
     dictionary: str = "bundled"
-    max_text_length: int = DEFAULT_MAX_TEXT_LENGTH
+    max_text_length: int | None = None
     on_invalid: str = "drop"
     include_predictions: bool = False
 
@@ -40,21 +41,24 @@ PROFILES = ("bundled", "svtrv2", "custom")
 
 def export_options(choice: ExportChoice, root: Path | None = None, progress: Callable[[int, int], None] | None = None) -> ExportOptions:
     """The exporter's options; the dictionary is resolved exactly as the command line does."""
-    is_profile = choice.dictionary in PROFILES
+    source = choice.dictionary
+    is_profile = source in PROFILES
+    is_config = Path(source).suffix.lower() in (".yml", ".yaml")
     args = argparse.Namespace(
-        dict=None if is_profile or not choice.dictionary else choice.dictionary,
+        dict=source if source and not (is_profile or is_config) else None,
         rec_model_dir=None,
-        profile=choice.dictionary if is_profile else None,
+        profile=source if is_profile else None,
+        train_config=source if is_config else None,
     )
-    dict_bytes, chars, source = resolve_dictionary(args)
+    target = resolve_target(args)
     return ExportOptions(
         format=choice.format,
         out=Path(choice.out),
         val_fraction=choice.val_fraction,
         seed=choice.seed,
-        rules=Rules(frozenset(chars) if chars else None, choice.max_text_length),
-        dict_bytes=dict_bytes,
-        dict_source=source,
+        rules=target.rules(choice.max_text_length),
+        dict_bytes=target.dict_bytes,
+        dict_source=target.source,
         on_invalid=choice.on_invalid,
         include_predictions=choice.include_predictions,
         root=root,
@@ -110,9 +114,10 @@ class ExportPanel(w.VBox):
         self.seed = w.IntText(value=c.seed, description="split seed", layout=w.Layout(width="180px"))
         self.dictionary = w.Combobox(
             value=c.dictionary, options=list(PROFILES), description="dictionary",
-            placeholder="profile name or dict.txt path ('' skips the check)", layout=w.Layout(width="480px"),
+            placeholder="profile, dict.txt or training config .yml ('' skips the check)", layout=w.Layout(width="480px"),
         )
-        self.max_len = w.IntText(value=c.max_text_length, description="max length", layout=w.Layout(width="180px"))
+        self.max_len = w.IntText(value=c.max_text_length or 0, description="max length", layout=w.Layout(width="180px"),
+                                 tooltip=f"0: the training config's, else {DEFAULT_MAX_TEXT_LENGTH}")
         self.on_invalid = w.Dropdown(options=ON_INVALID, value=c.on_invalid, description="invalid lines")
         self.include = w.Checkbox(value=c.include_predictions, description="also export images nobody corrected")
         self.button = w.Button(description="Export", button_style="primary", icon="download")
@@ -131,7 +136,7 @@ class ExportPanel(w.VBox):
     def choice(self) -> ExportChoice:
         return ExportChoice(
             format=self.format.value, out=Path(self.out.value).expanduser(), val_fraction=self.val_fraction.value,
-            seed=self.seed.value, dictionary=self.dictionary.value.strip(), max_text_length=self.max_len.value,
+            seed=self.seed.value, dictionary=self.dictionary.value.strip(), max_text_length=self.max_len.value or None,
             on_invalid=self.on_invalid.value, include_predictions=self.include.value,
         )
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ..validate import DEFAULT_MAX_TEXT_LENGTH, Rules, load_dictionary
+from ..validate import DEFAULT_MAX_TEXT_LENGTH, RecTarget, load_dictionary
 from .core import ExportError
 from .formats import EXIT_INVALID, EXIT_REPORTED, FORMATS, ON_INVALID, ExportOptions, run_export
 
@@ -30,8 +30,10 @@ def add_parser(sub: Any) -> None:
     src.add_argument("--dict", help="dictionary file of the model to fine-tune (copied to dict.txt byte for byte)")
     src.add_argument("--rec-model-dir", help="PaddleX recognition model folder whose dictionary to use")
     src.add_argument("--profile", choices=["svtrv2", "bundled", "custom"], help="use the dictionary of this profile's recognizer")
-    p.add_argument("--max-text-length", type=int, default=DEFAULT_MAX_TEXT_LENGTH,
-                   help=f"longest text the model accepts (default {DEFAULT_MAX_TEXT_LENGTH}: ch_SVTRv2_rec, PP-OCRv5)")
+    src.add_argument("--train-config", help="the PaddleOCR rec training config you will fine-tune with: its dictionary, "
+                     "use_space_char and max_text_length (minus the NRTR/SAR start and end tokens)")
+    p.add_argument("--max-text-length", type=int,
+                   help=f"longest text the model accepts (default: from --train-config, else {DEFAULT_MAX_TEXT_LENGTH}: ch_SVTRv2_rec, PP-OCRv5)")
     p.add_argument("--on-invalid", choices=ON_INVALID, default="fail", help="what to do with invalid samples (default fail)")
     p.add_argument("--include-predictions", action="store_true", help="also export images nobody corrected, as predicted")
     p.add_argument("--root", help="folder /data/local-files/?d= refs are relative to (default LOCAL_FILES_DOCUMENT_ROOT, else cwd)")
@@ -42,13 +44,18 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def resolve_dictionary(args: argparse.Namespace) -> tuple[bytes | None, list[str] | None, str]:
-    """(dict.txt bytes, characters, source) from --dict, --rec-model-dir or --profile; Nones when none given."""
+def resolve_target(args: argparse.Namespace) -> RecTarget:
+    """The dictionary (and, from a training config, the longest text) of --dict, --rec-model-dir,
+    --profile or --train-config; an empty RecTarget when none is given."""
+    if getattr(args, "train_config", None):
+        from ..trainconfig import read_train_config
+
+        return read_train_config(args.train_config)
     if args.dict:
         path = Path(args.dict)
         if not path.is_file():
             raise ExportError(f"--dict {path}: no such file")
-        return path.read_bytes(), load_dictionary(path), path.name
+        return RecTarget(path.read_bytes(), tuple(load_dictionary(path)), source=path.name)
     folder = None
     if args.rec_model_dir:
         folder = Path(args.rec_model_dir)
@@ -59,16 +66,16 @@ def resolve_dictionary(args: argparse.Namespace) -> tuple[bytes | None, list[str
         if folder is None:
             raise ExportError(
                 f"profile {args.profile!r} has no local recognition folder (SVTR_REC_MODEL_DIR): pass --dict with the "
-                "model's dictionary file (ppocr_keys_v1.txt for ch_SVTRv2_rec)"
+                "model's dictionary file (ppocr_keys_v1.txt for ch_SVTRv2_rec), or --train-config"
             )
     if folder is None:
-        return None, None, ""
+        return RecTarget()
     from ..profiles import dictionary_of, model_name_of
 
     chars = dictionary_of(folder)
     # inference.yml lists the space PaddleOCR appends (use_space_char); the dictionary file does not.
     listed = chars[:-1] if chars and chars[-1] == " " else chars
-    return "".join(c + "\n" for c in listed).encode("utf-8"), chars, model_name_of(folder, "rec")
+    return RecTarget("".join(c + "\n" for c in listed).encode("utf-8"), tuple(chars), source=model_name_of(folder, "rec"))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -77,14 +84,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..sources import ImageSource
     from ..store import open_input
 
-    dict_bytes, chars, source = resolve_dictionary(args)
-    if chars is None and args.format in ("paddleocr",):
-        print("svtr-label: warning: no --dict / --rec-model-dir / --profile: characters are not checked against a dictionary", file=sys.stderr)
+    target = resolve_target(args)
+    if target.characters is None and args.format in ("paddleocr",):
+        print("svtr-label: warning: no --dict / --rec-model-dir / --profile / --train-config: characters are not checked against a dictionary", file=sys.stderr)
     root = args.root or os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")
     bar = tqdm(unit="image", desc=f"exporting {args.format}", disable=args.no_progress, file=sys.stderr)
     opts = ExportOptions(
         format=args.format, out=Path(args.out), val_fraction=args.val_fraction, seed=args.seed,
-        rules=Rules(frozenset(chars) if chars else None, args.max_text_length), dict_bytes=dict_bytes, dict_source=source,
+        rules=target.rules(args.max_text_length), dict_bytes=target.dict_bytes, dict_source=target.source,
         on_invalid=args.on_invalid, include_predictions=args.include_predictions, root=Path(root) if root else None,
         images=ImageSource(Path(root) if root else None, ls_url=args.url, api_key=args.api_key),
         progress=_advance(bar),

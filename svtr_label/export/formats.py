@@ -78,7 +78,7 @@ def run_export(store: Store, opts: ExportOptions) -> ExportResult:
     if opts.on_invalid not in ON_INVALID:
         raise ExportError(f"--on-invalid must be one of {', '.join(ON_INVALID)}")
     if opts.format == "paddlex-rec" and opts.dict_bytes is None:
-        raise ExportError("paddlex-rec needs the target model's dictionary: pass --dict FILE, --rec-model-dir DIR or --profile bundled")
+        raise ExportError("paddlex-rec needs the target model's dictionary: pass --dict FILE, --rec-model-dir DIR, --profile bundled or --train-config YML")
     samples, skipped = collect_samples(store, include_predictions=opts.include_predictions or opts.format == "label-studio")
     if not samples:
         raise ExportError(f"nothing to export: {skipped} images hold predictions only (no corrections); pass --include-predictions to export them")
