@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .geometry import as_points
 from .images import read_image, sha256_bytes
-from .labelstudio import LabelConfig, image_size_of, page_to_results, recommended_config, results_to_regions
+from .labelstudio import LabelConfig, image_size_of, page_to_results, recommended_config, resolve_local_files, results_to_regions
 from .page import IGNORE_TEXT, Page, Region
-from .sources import resolve_local
+from .sources import resolve_local, served_remotely
 
 SCHEMA_VERSION = 1
 IMAGE_STATES = ("unreviewed", "in_progress", "reviewed")
@@ -495,6 +495,8 @@ class Store:
         ref = _image_ref_of(data)
         if ref is None:
             raise StoreError(f"task {task.get('id')} has no image in data {sorted(data)}")
+        if confined:
+            _refuse_foreign_ref(ref, self.root, task.get("id"))
         size = _task_size(task)
         path = resolve_local(ref, self.root, confined=confined)
         sha = sha256_bytes(path.read_bytes()) if path is not None else None
@@ -623,6 +625,17 @@ def _annotator(ann: dict[str, Any]) -> str:
     if isinstance(who, dict):
         return str(who.get("email") or who.get("username") or who.get("id") or "")
     return str(who) if who not in (None, "") else str(ann.get("completed_by_name") or "")
+
+
+def _refuse_foreign_ref(ref: str, root: Path | None, task_id: Any) -> None:
+    """Refs from the network (webhooks) must be what Label Studio sends: a bare path, or a
+    local-files path leaving the document root, would make exports and widgets read local files."""
+    if not served_remotely(ref):
+        raise StoreError(f"task {task_id}: image {ref!r} is not a Label Studio URL; refused")
+    try:
+        resolve_local_files(ref, root or Path.cwd())
+    except ValueError as exc:
+        raise StoreError(f"task {task_id}: {exc}") from None
 
 
 def _image_ref_of(data: dict[str, Any]) -> str | None:

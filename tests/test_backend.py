@@ -369,6 +369,15 @@ def test_webhook_stores_corrections_idempotently(client, store):
     assert client.post("/webhook", json=deleted).json["status"] == "stored"
 
 
+@pytest.mark.parametrize("ref", ["/etc/hosts", "file:///etc/hosts", "/data/local-files/?d=../../etc/hosts"])
+def test_webhook_refs_that_would_make_exports_read_local_files_are_refused(client, store, ref):
+    event = annotation_event("ANNOTATION_CREATED", 41, "x", "2026-01-01T00:00:00Z")
+    event["task"]["data"]["image"] = ref
+    r = client.post("/webhook", json=event)
+    assert r.status_code == 422 and ref in r.json["error"] and "refused" in r.json["error"]
+    assert store.image_ids() == []
+
+
 def test_webhook_ignores_other_events_and_needs_an_action(client, store):
     r = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1}})
     assert r.status_code == 200 and r.json["status"] == "ignored"

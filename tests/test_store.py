@@ -174,9 +174,9 @@ def test_import_latest_annotation_wins(tmp_path, synth_set):
 def test_webhook_idempotent_and_out_of_order(tmp_path, synth_set, synth_predictions):
     folder, pages = synth_set
     path, pred = folder / pages[0].name, synth_predictions[0]
-    store = Store(tmp_path / "s.db")
+    store = Store(tmp_path / "s.db", root=folder)
     image_id = store.add_page(pred, str(path))
-    task = {"id": 3, "data": {"image": str(path)}}
+    task = {"id": 3, "data": {"image": f"/data/local-files/?d={pages[0].name}"}}  # the same file, as Label Studio names it
 
     def event(action, ann_id, stamp, first_text):
         page = pred.with_(regions=(pred.regions[0].with_(text=first_text),) + pred.regions[1:])
@@ -329,8 +329,8 @@ def test_webhook_refs_cannot_make_the_store_read_files_outside_the_document_root
     results = page_to_results(synth_predictions[0], CONFIG)
     store = Store(tmp_path / "s.db", root=root)
     for i, ref in enumerate([str(outside), f"file://{outside}", "/data/local-files/?d=../secret.png"]):
-        store.apply_webhook(_webhook(ref, results, ann_id=10 + i))
-        image_id = store.find_image(ref=ref)
-        assert store.get_image(image_id).sha256 in (None, ""), ref  # never read
+        with pytest.raises(StoreError, match="refused"):
+            store.apply_webhook(_webhook(ref, results, ann_id=10 + i))
+        assert store.find_image(ref=ref) is None, ref  # nothing stored that an export would read later
     store.apply_webhook(_webhook("/data/local-files/?d=inside/p.png", results, ann_id=20))
     assert store.get_image(store.find_image(ref="/data/local-files/?d=inside/p.png")).sha256 == synth_predictions[0].sha256
