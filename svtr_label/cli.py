@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .options import add_profile_options, engine_from_args, write_json_atomic
+from .options import add_profile_options, engine_from_args, progress_bar, write_json_atomic
 
 # Modules that add subcommands; each must define add_parser(subparsers).
 COMMAND_MODULES: list[str] = [
@@ -85,8 +85,6 @@ def _add_predict(sub: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .annotate import annotate_files
     from .cache import PredictionCache
     from .images import find_images
@@ -112,7 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else PredictionCache.default()
 
     tasks, failures, hits, lines = [], [], 0, 0
-    bar = tqdm(total=len(paths), unit="img", desc="pre-annotating", disable=args.no_progress, file=sys.stderr)
+    bar = progress_bar(args, total=len(paths), unit="img", desc="pre-annotating")
     for outcome in annotate_files(paths, engine, cache):
         bar.update(1)
         if outcome.page is None:

@@ -60,3 +60,12 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def progress_bar(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """A tqdm bar on stderr; off with --no-progress, and when stderr is not a terminal (logs, CI)."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(disable=True if args.no_progress else None, file=sys.stderr, **kwargs)

@@ -85,13 +85,11 @@ def _reports_api_errors(cmd: Callable[[argparse.Namespace], int]) -> Callable[[a
 
 @_reports_api_errors
 def cmd_push(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .annotate import predict_tasks
     from .cache import PredictionCache
     from .fetch import FetchSettings, ImageFetcher
     from .labelstudio import LabelConfig
-    from .options import engine_from_args
+    from .options import engine_from_args, progress_bar
 
     ls = _client(args)
     config = LabelConfig.parse(ls.project(args.project)["label_config"])
@@ -103,7 +101,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     cache = PredictionCache.default()
 
     created, failed = 0, []
-    bar = tqdm(total=len(todo), unit="task", desc="pushing predictions", disable=args.no_progress, file=sys.stderr)
+    bar = progress_bar(args, total=len(todo), unit="task", desc="pushing predictions")
     for chunk in chunks(todo, args.chunk):
         answers = predict_tasks(list(chunk), config, engine, fetch, cache, batch_size=args.batch_size)
         ready = [{"task": t["id"], **a} for t, a in zip(chunk, answers) if "error" not in a]

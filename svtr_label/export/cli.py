@@ -79,8 +79,7 @@ def resolve_target(args: argparse.Namespace) -> RecTarget:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from ..options import progress_bar
     from ..sources import ImageSource
     from ..store import open_input
 
@@ -88,7 +87,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if target.characters is None and args.format in ("paddleocr",):
         print("svtr-label: warning: no --dict / --rec-model-dir / --profile / --train-config: characters are not checked against a dictionary", file=sys.stderr)
     root = args.root or os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")
-    bar = tqdm(unit="image", desc=f"exporting {args.format}", disable=args.no_progress, file=sys.stderr)
+    bar = progress_bar(args, unit="image", desc=f"exporting {args.format}")
     opts = ExportOptions(
         format=args.format, out=Path(args.out), val_fraction=args.val_fraction, seed=args.seed,
         rules=target.rules(args.max_text_length), dict_bytes=target.dict_bytes, dict_source=target.source,
