@@ -47,7 +47,7 @@ def add_parser(sub: Any) -> None:
 def resolve_target(args: argparse.Namespace) -> RecTarget:
     """The dictionary (and, from a training config, the longest text) of --dict, --rec-model-dir,
     --profile or --train-config; an empty RecTarget when none is given."""
-    if getattr(args, "train_config", None):
+    if args.train_config:
         from ..trainconfig import read_train_config
 
         return read_train_config(args.train_config)
