@@ -4,10 +4,12 @@
 pipeline's own crop and recognizer (re-recognition of an edited or user-drawn box).
 
 On CPU the engine keeps one pipeline per worker, each with its own inference threads, and spreads
-images over them. Batch work (svtr-label predict, push) defaults to one single-threaded pipeline
-per core: on 2 cores that is ~1.1x the images per second of one 2-threaded pipeline. The backend
-defaults to one pipeline using every core: a single image then takes ~0.57x the time it takes on
-one thread (benchmarks/bench.py measures both).
+images over them. On ONNX Runtime, batch work (svtr-label predict, push) defaults to one
+single-threaded pipeline per core: on 2 cores that is ~1.1x the images per second of one
+2-threaded pipeline. Paddle Inference is the other way round (PP-OCRv4 mobile on 2 cores: one
+2-threaded pipeline 0.32 img/s, two single-threaded ones 0.29), so it defaults to one pipeline on
+every core, as the backend does for either engine: a single image then takes ~0.57x the time it
+takes on one thread (benchmarks/bench.py measures ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
 ImageInput = Union[DecodedImage, bytes, str, os.PathLike]
 
 
-def _default_workers(device: str) -> int:
-    if not device.startswith("cpu"):
+def _default_workers(device: str, engine: str | None) -> int:
+    """One single-threaded pipeline per core for ONNX Runtime on CPU; one pipeline otherwise (GPU,
+    and Paddle Inference, whose own threads beat a pipeline per core: see the module docstring)."""
+    if not device.startswith("cpu") or engine != "onnxruntime":
         return 1
     return max(1, min(os.cpu_count() or 1, 4))
 
@@ -46,7 +50,7 @@ def _default_workers(device: str) -> int:
 @dataclass(frozen=True)
 class EngineSettings:
     device: str = "cpu"
-    workers: int | None = None  # pipelines in the pool; default: one per core (at most 4), 1 on GPU
+    workers: int | None = None  # pipelines in the pool; default: one per core (at most 4) for ONNX Runtime on CPU, else 1
     cpu_threads: int | None = None  # inference threads per pipeline; default: cores / workers
     # Lines per recognizer call; default: 1 for ONNX Runtime on CPU, else 6 (PaddleOCR's own).
     # ONNX Runtime on CPU runs a batch slower per line, even of lines padded to the same width
@@ -75,7 +79,7 @@ class EngineSettings:
 
     def resolved(self, engine: str | None = None) -> "EngineSettings":
         """Concrete worker, thread and batch sizes for this machine and inference `engine`."""
-        workers = self.workers or _default_workers(self.device)
+        workers = self.workers or _default_workers(self.device, engine)
         threads = self.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
         batch = self.rec_batch_size or (1 if self.device.startswith("cpu") and engine == "onnxruntime" else 6)
         return replace(self, workers=workers, cpu_threads=threads, rec_batch_size=batch)

@@ -1,5 +1,6 @@
 """The engine's pipeline pool: built on demand, never more than its size, a failed build frees its slot."""
 
+import os
 import threading
 import time
 
@@ -58,7 +59,12 @@ def test_failed_build_frees_its_slot():
 def test_settings_resolve_threads_per_worker():
     s = EngineSettings(workers=2, cpu_threads=None).resolved()
     assert s.workers == 2 and s.cpu_threads >= 1
-    assert EngineSettings(device="gpu:0").resolved().workers == 1
+    assert EngineSettings(device="gpu:0").resolved("onnxruntime").workers == 1
+    cores = os.cpu_count() or 1
+    ort = EngineSettings().resolved("onnxruntime")
+    assert (ort.workers, ort.cpu_threads) == (min(cores, 4), max(1, cores // min(cores, 4)))
+    paddle = EngineSettings().resolved("paddle")
+    assert (paddle.workers, paddle.cpu_threads) == (1, cores)  # Paddle's own threads beat a pipeline per core
     assert EngineSettings.from_env({"SVTR_WORKERS": "3", "SVTR_CPU_THREADS": "1"}) == EngineSettings(workers=3, cpu_threads=1)
 
 

@@ -8,6 +8,7 @@ local-folder code path as SVTR_DET_MODEL_DIR / SVTR_REC_MODEL_DIR under svtrv2."
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def paddle_folders(tmp_path_factory) -> tuple[Path, Path]:
 def paddle_engine(paddle_folders) -> OcrEngine:
     det, rec = paddle_folders
     profile = resolve_profile("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec)})
-    return OcrEngine(profile, EngineSettings(workers=1)).load()
+    return OcrEngine(profile).load()  # the defaults the svtrv2 profile gets
 
 
 def test_paddle_engine_reads_generated_pages(paddle_engine, synth_set):
@@ -95,6 +96,7 @@ def test_paddle_engine_names_its_weights_and_keeps_paddleocr_batches(paddle_engi
     assert about["det"]["dir"] == str(paddle_folders[0]) and about["rec"]["dir"] == str(paddle_folders[1])
     assert paddle_engine.model_version.startswith("PP-OCRv4_mobile_det+PP-OCRv4_mobile_rec@")
     assert about["rec_batch_size"] == 6  # batches are faster on Paddle Inference (see EngineSettings)
+    assert (about["workers"], about["threads_per_worker"]) == (1, os.cpu_count())  # and so are its own threads
 
 
 def test_paddle_engine_re_reads_a_given_box(paddle_engine, synth_set, real_images):
