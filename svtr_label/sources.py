@@ -35,15 +35,20 @@ class SourcedImage:
     name: str  # the local file it was read from, else the ref: for messages and the file type
 
 
+def document_root(root: Path | None = None) -> Path:
+    """The folder /data/local-files/?d= paths are relative to: `root`, else LOCAL_FILES_DOCUMENT_ROOT, else cwd."""
+    env = os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")
+    return root or (Path(env) if env else Path.cwd())
+
+
 def resolve_local(ref: str, root: Path | None = None, confined: bool = False) -> Path | None:
     """The local file behind an image ref (a path, file:// URL, or /data/local-files/?d=), if it exists.
 
     `confined` is for refs from untrusted senders (webhooks): only `/data/local-files/?d=` refs
     that stay inside the document root are followed; plain paths and file:// are not.
     """
-    base = root or (Path(os.environ["LOCAL_FILES_DOCUMENT_ROOT"]) if os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") else Path.cwd())
     try:
-        path = resolve_local_files(ref, base)
+        path = resolve_local_files(ref, document_root(root))
     except ValueError:  # no ?d=, or a path leaving the document root
         return None
     if path is None:

@@ -25,7 +25,7 @@ from .geometry import as_points
 from .images import read_image, sha256_bytes
 from .labelstudio import LabelConfig, image_size_of, page_to_results, recommended_config, resolve_local_files, results_to_regions
 from .page import IGNORE_TEXT, Page, Region
-from .sources import resolve_local, served_remotely
+from .sources import document_root, resolve_local, served_remotely
 
 SCHEMA_VERSION = 1
 IMAGE_STATES = ("unreviewed", "in_progress", "reviewed")
@@ -633,7 +633,7 @@ def _refuse_foreign_ref(ref: str, root: Path | None, task_id: Any) -> None:
     if not served_remotely(ref):
         raise StoreError(f"task {task_id}: image {ref!r} is not a Label Studio URL; refused")
     try:
-        resolve_local_files(ref, root or Path.cwd())
+        resolve_local_files(ref, document_root(root))
     except ValueError as exc:
         raise StoreError(f"task {task_id}: {exc}") from None
 
