@@ -258,17 +258,19 @@ def prepare_bundled(base: Path) -> tuple[Path, Path]:
         # PaddleOCR's rec dictionaries end with a space when use_space_char is on.
         "PostProcess": {"name": "CTCLabelDecode", "character_dict": chars + [" "]},
     }
-    det = _write_model_folder(base / "PP-OCRv5_mobile_det.onnx", src / "det" / "det.onnx", det_cfg)
-    rec = _write_model_folder(base / "PP-OCRv5_mobile_rec.onnx", src / "rec" / "rec.onnx", rec_cfg)
+    det = write_model_folder(base / "PP-OCRv5_mobile_det.onnx", {"inference.onnx": src / "det" / "det.onnx"}, det_cfg)
+    rec = write_model_folder(base / "PP-OCRv5_mobile_rec.onnx", {"inference.onnx": src / "rec" / "rec.onnx"}, rec_cfg)
     return det, rec
 
 
-def _write_model_folder(target: Path, weights: Path, config: dict[str, Any]) -> Path:
-    """Write atomically: concurrent first uses (gunicorn workers) must not see half a folder."""
+def write_model_folder(target: Path, weights: Mapping[str, Path], config: dict[str, Any]) -> Path:
+    """A PaddleX model folder: `weights` (file name in the folder -> source file) and inference.yml.
+    Written atomically: concurrent first uses (gunicorn workers) must not see half a folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        shutil.copyfile(weights, tmp / "inference.onnx")
+        for name, source in weights.items():
+            shutil.copyfile(source, tmp / name)
         with open(tmp / "inference.yml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(config, fh, allow_unicode=True, sort_keys=False)
         if target.exists():

