@@ -61,11 +61,12 @@ def _annotate_file(path: Path, engine: OcrEngine, cache: PredictionCache | None)
         data = path.read_bytes()
     except OSError as exc:
         return Outcome(path, error=f"{path}: cannot read ({exc.strerror or exc})")
-    hit = cache.get(sha256_bytes(data), engine.model_version) if cache is not None else None
+    sha = sha256_bytes(data)
+    hit = cache.get(sha, engine.model_version) if cache is not None else None
     if hit is not None:
         return Outcome(path, hit.with_(source=str(path)), cached=True)
     try:
-        image = decode_image(data, str(path))
+        image = decode_image(data, str(path), sha256=sha)
     except ImageError as exc:
         return Outcome(path, error=str(exc))
     try:

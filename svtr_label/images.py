@@ -60,8 +60,10 @@ def decode_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    sha256: str | None = None,
 ) -> DecodedImage:
-    """Decode image bytes. Raises ImageError naming `name` when they are not a usable image."""
+    """Decode image bytes. Raises ImageError naming `name` when they are not a usable image.
+    `sha256`: the bytes' hash when the caller has it already (a cache lookup needed it first)."""
     if len(data) == 0:
         raise ImageError(f"{name}: the file is empty")
     if len(data) > max_bytes:
@@ -83,7 +85,7 @@ def decode_image(
         raise ImageError(f"{name}: not an image Pillow can read (is it a {Path(name).suffix or 'binary'} file?)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from None
-    return DecodedImage(bgr=_to_bgr(img), sha256=sha256_bytes(data), name=name)
+    return DecodedImage(bgr=_to_bgr(img), sha256=sha256 or sha256_bytes(data), name=name)
 
 
 def read_image(path: str | os.PathLike, **limits: int) -> DecodedImage:
