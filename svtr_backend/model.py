@@ -3,89 +3,46 @@ drawn regions, and corrections from webhooks into the svtr-label store.
 
 Runs on PyPI's label-studio-ml 1.0.9 and keeps the 2.x method signatures (`setup`,
 `predict(tasks, context=None, **kwargs)`, `fit(event, data, **kwargs)`). Model instances are
-cheap and may be built per request: the OCR engine, the image fetcher, the prediction cache and
-the store are process-wide and shared by all threads.
+cheap and built per request; the OCR engine, the image fetcher, the prediction cache and the
+store live in the `Services` the app was built with, shared by every thread.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from pathlib import Path
-from typing import Any, Callable, TypeVar
+from dataclasses import replace
+from typing import Any
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from svtr_label.annotate import empty, failed, predict_tasks, task_image
-from svtr_label.cache import PredictionCache
-from svtr_label.engine import EngineSettings, OcrEngine, get_engine
-from svtr_label.fetch import ImageFetcher
-from svtr_label.images import DecodedImage, ImageError
-from svtr_label.labelstudio import LabelConfig, recommended_config, results_to_regions
-from svtr_label.page import Region
-from svtr_label.profiles import cache_dir
+from svtr_label.core.images import DecodedImage
+from svtr_label.core.page import Region
+from svtr_label.errors import ImageError
+from svtr_label.labelstudio.format import LabelConfig, recommended_config, results_to_regions
+from svtr_label.labelstudio.preannotate import empty, failed, predict_tasks, task_image
+from svtr_label.ocr.engine import OcrEngine
+from svtr_label.services import Services
+from svtr_label.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
 # Keys of a drawn shape's value that are not geometry: dropped when the geometry is copied.
 NON_GEOMETRY = ("labels", "rectanglelabels", "polygonlabels", "text")
-# Images per inference call: bounds memory and lets other requests' threads interleave.
-
-T = TypeVar("T")
-_shared: dict[str, Any] = {}
-_shared_lock = threading.Lock()
 
 
-def _once(name: str, build: Callable[[], T]) -> T:
-    """A process-wide object built on first use (engine, fetcher, caches): never per request."""
-    with _shared_lock:
-        if name not in _shared:
-            _shared[name] = build()
-        return _shared[name]
-
-
-def backend_engine() -> OcrEngine:
-    """The engine of SVTR_PROFILE (default svtrv2), shared by every request of the process.
-
-    Unless SVTR_WORKERS says otherwise, one pipeline uses every core: Label Studio waits on
-    each request, so latency per image counts more here than images per second."""
-    settings = EngineSettings.from_env(default_workers=1)
-    return _once("engine", lambda: get_engine(os.environ.get("SVTR_PROFILE") or "svtrv2", settings))
-
-
-def engine_if_built() -> OcrEngine | None:
-    """The engine when some request or the preload built it; /health must not build it."""
-    return _shared.get("engine")
-
-
-def fetcher() -> ImageFetcher:
-    return _once("fetcher", ImageFetcher)
-
-
-def prediction_cache() -> PredictionCache | None:
-    """The same cache as `svtr-label predict` (an image predicted there costs a lookup here);
-    SVTR_PREDICTION_CACHE=off disables it."""
-    if os.environ.get("SVTR_PREDICTION_CACHE", "").lower() in ("off", "0", "false", "no"):
-        return None
-    return _once("cache", PredictionCache.default)
-
-
-def store_path() -> Path:
-    return Path(os.environ.get("SVTR_STORE") or cache_dir() / "store.sqlite")
-
-
-def store() -> Any:
-    from svtr_label.store import Store
-
-    return _once("store", lambda: Store(store_path()))
+def serving_settings(settings: Settings) -> Settings:
+    """The backend's defaults over the environment's: unless SVTR_WORKERS says otherwise, one
+    pipeline uses every core, since Label Studio waits on each request and latency per image
+    counts more here than images per second."""
+    return replace(settings, engine=replace(settings.engine, workers=settings.engine.workers or 1))
 
 
 class SvtrBackend(LabelStudioMLBase):
     """Pre-annotates text lines (polygon or rectangle + per-region transcription)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, services: Services, **kwargs: Any) -> None:
+        self.services = services
         if kwargs.get("label_config"):
             LabelConfig.parse(kwargs["label_config"])  # our clear ConfigError before label-studio-ml's parser
         super().__init__(*args, **kwargs)
@@ -100,8 +57,12 @@ class SvtrBackend(LabelStudioMLBase):
             self.set("model_version", self.model_version)
 
     @property
+    def engine(self) -> OcrEngine:
+        return self.services.engine()
+
+    @property
     def model_version(self) -> str:  # type: ignore[override]
-        return backend_engine().model_version
+        return self.engine.model_version
 
     # -- predict ---------------------------------------------------------------------------------
 
@@ -113,10 +74,12 @@ class SvtrBackend(LabelStudioMLBase):
         return self.predict_pages(tasks)
 
     def predict_pages(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return predict_tasks(tasks, self.config, backend_engine(), fetcher(), prediction_cache())
+        s = self.services
+        return predict_tasks(tasks, self.config, self.engine, s.fetcher(), s.prediction_cache(),
+                             s.settings.preannotate, s.settings.images)
 
     def load_image(self, task: dict[str, Any]) -> DecodedImage:
-        return task_image(task, self.config, fetcher())
+        return task_image(task, self.config, self.services.fetcher(), self.services.settings.images)
 
     # -- interactive -----------------------------------------------------------------------------
 
@@ -129,7 +92,7 @@ class SvtrBackend(LabelStudioMLBase):
         regions = results_to_regions([r for r in drawn if isinstance(r, dict)], image.width, image.height)
         if not regions:
             return empty("the context holds no rectangle or polygon to read")
-        texts = backend_engine().recognize(image, [r.points for r in regions])
+        texts = self.engine.recognize(image, [r.points for r in regions])
         result: list[dict[str, Any]] = []
         for region, rec in zip(regions, texts):
             parts = [r for r in drawn if isinstance(r, dict) and str(r.get("id")) == region.id]
@@ -161,7 +124,7 @@ class SvtrBackend(LabelStudioMLBase):
         """Annotation webhooks update the corrections store (idempotent: repeats and stale events change nothing)."""
         if event not in WEBHOOK_EVENTS or not isinstance(data, dict):
             return {"status": "ignored", "event": str(event)}
-        changed = store().apply_webhook({"action": event, **data})
+        changed = self.services.store().apply_webhook({"action": event, **data})
         return {"status": "stored" if changed else "unchanged", "event": event}
 
     def process_event(self, event: str, data: dict[str, Any], job_id: Any, additional_params: dict[str, Any]) -> dict[str, Any]:

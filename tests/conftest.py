@@ -71,17 +71,38 @@ def real_images() -> Path:
     return REAL_IMAGES
 
 
-@pytest.fixture(scope="session")
-def engine():
-    from svtr_label.engine import get_engine
+def models_dir() -> Path:
+    """Where the tests' bundled model folders are laid out (in the session's cache folder)."""
+    from svtr_label.settings import Settings
 
-    return get_engine("bundled").load()
+    return Settings.from_env().models_dir
+
+
+def profile_from(name: str | None = None, env: dict[str, str] | None = None):
+    """The profile `name` with the model variables of `env` applied, as `svtr-label` resolves it."""
+    from svtr_label.ocr.profiles import resolve_profile
+    from svtr_label.settings import ModelSettings
+
+    return resolve_profile(ModelSettings.from_env({**({"SVTR_PROFILE": name} if name else {}), **(env or {})}), models_dir())
+
+
+@pytest.fixture(scope="session")
+def services():
+    """The services of a test session: built from the environment (the session's cache folder)."""
+    from svtr_label.services import Services
+
+    return Services.from_env()
+
+
+@pytest.fixture(scope="session")
+def engine(services):
+    return services.engine("bundled").load()
 
 
 @pytest.fixture(scope="session")
 def synth_set(tmp_path_factory):
     """12 generated pages (English and Chinese lines) written as PNG + truth.json."""
-    from svtr_label.synth import write_dataset
+    from svtr_label.core.synth import write_dataset
 
     out = tmp_path_factory.mktemp("synth")
     pages = write_dataset(out, 12, seed=1000)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from svtr_label.lsclient import LabelStudio
+from svtr_label.labelstudio.client import LabelStudio
 
 from conftest import free_port, wait_for_http
 

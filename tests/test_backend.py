@@ -13,20 +13,20 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
-os.environ["SVTR_PROFILE"] = "bundled"  # the offline models; must be set before the backend builds its engine
+from svtr_backend import _wsgi
+from svtr_backend import model as backend
+from svtr_backend._wsgi import create_app
+from svtr_label.labelstudio.format import recommended_config
+from svtr_label.settings import FetchSettings
 
-from svtr_backend import model as backend  # noqa: E402
-from svtr_backend._wsgi import create_app  # noqa: E402
-from svtr_label.fetch import FetchSettings, ImageFetcher  # noqa: E402
-from svtr_label.labelstudio import recommended_config  # noqa: E402
-
-from conftest import REAL_IMAGES, free_port, wait_for_http  # noqa: E402
+from conftest import REAL_IMAGES, free_port, wait_for_http
 
 CONFIG = recommended_config()
 
@@ -45,11 +45,35 @@ def root(tmp_path_factory, real_images):
 
 
 @pytest.fixture()
-def client(engine, root, tmp_path, monkeypatch):
-    monkeypatch.setitem(backend._shared, "fetcher", ImageFetcher(FetchSettings(document_root=root, cache=None)))
-    monkeypatch.setattr(backend, "prediction_cache", lambda: None)  # every call runs the engine
-    app = create_app(preload=False)
-    return app.test_client()
+def backend_services(services, root, tmp_path):
+    """The services a backend serving `root` is built with: the bundled models, no prediction
+    cache (every call runs the engine), no download cache, a store of its own."""
+    s = services.settings
+    settings = replace(
+        s,
+        models=replace(s.models, profile="bundled"),
+        label_studio=replace(s.label_studio, document_root=root),
+        fetch=FetchSettings(document_root=root, cache=None),
+        preannotate=replace(s.preannotate, prediction_cache=False),
+        server=replace(s.server, store=tmp_path / "store.sqlite"),
+    )
+    return services.with_settings(backend.serving_settings(settings))
+
+
+def make_client(services, **server: object):
+    """A test client of the app serving `services`, with these server settings changed."""
+    settings = services.settings
+    changed = services.with_settings(replace(settings, server=replace(settings.server, **server))) if server else services
+    return create_app(changed, preload_models=False).test_client()
+
+
+def app_state(client) -> _wsgi.BackendState:
+    return client.application.config["SVTR_STATE"]
+
+
+@pytest.fixture()
+def client(backend_services):
+    return make_client(backend_services)
 
 
 def task(ref, task_id=1, key="image"):
@@ -75,7 +99,7 @@ def texts(result):
 
 
 def test_health_reports_profile_and_loaded_models(client, engine):
-    backend.backend_engine()
+    app_state(client).services.engine().load()
     for path in ("/health", "/"):
         body = client.get(path).json
         assert body["status"] == "UP"
@@ -98,13 +122,11 @@ def test_setup_refuses_a_config_without_per_region_text(client):
     assert 'TextArea perRegion="true"' in r.json["error"]
 
 
-def test_models_that_cannot_load_are_reported_clearly(client, monkeypatch):
-    from svtr_backend import _wsgi
-
-    monkeypatch.setenv("SVTR_PROFILE", "custom")  # custom without model folders cannot load
-    monkeypatch.delitem(backend._shared, "engine", raising=False)
-    monkeypatch.setitem(_wsgi._state, "load_error", None)
-    _wsgi._preload()
+def test_models_that_cannot_load_are_reported_clearly(backend_services):
+    s = backend_services.settings
+    custom = backend_services.with_settings(replace(s, models=replace(s.models, profile="custom")))  # no model folders
+    client = make_client(custom)
+    _wsgi.preload(app_state(client))
     health = client.get("/health").json
     assert health["status"] == "ERROR" and health["models_loaded"] is False
     assert "SVTR_DET_MODEL_DIR" in health["error"]
@@ -212,15 +234,14 @@ def test_malformed_requests_get_json_errors(client, body, status, message):
     assert message in r.json["error"]
 
 
-def test_request_size_limit(client, monkeypatch):
-    monkeypatch.setitem(client.application.config, "MAX_CONTENT_LENGTH", 1000)
+def test_request_size_limit(backend_services):
+    client = make_client(backend_services, max_request_bytes=1000)
     r = client.post("/predict", json={"tasks": [task("x" * 2000)]})
     assert r.status_code == 413 and "byte limit" in r.json["error"]
 
 
-def test_basic_auth(client, monkeypatch):
-    monkeypatch.setenv("BASIC_AUTH_USER", "ls")
-    monkeypatch.setenv("BASIC_AUTH_PASS", "s3cret")
+def test_basic_auth(backend_services):
+    client = make_client(backend_services, basic_auth_user="ls", basic_auth_pass="s3cret")
     assert client.get("/health").status_code == 401
     wrong = base64.b64encode(b"ls:nope").decode()
     assert client.get("/health", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
@@ -230,11 +251,10 @@ def test_basic_auth(client, monkeypatch):
     assert r.status_code == 401 and "basic auth" in r.json["error"]
 
 
-def test_credentials_never_reach_the_logs(client, monkeypatch, caplog):
+def test_credentials_never_reach_the_logs(backend_services, caplog):
     import logging
 
-    monkeypatch.setenv("BASIC_AUTH_USER", "ls")
-    monkeypatch.setenv("BASIC_AUTH_PASS", "pass-word-1")
+    client = make_client(backend_services, basic_auth_user="ls", basic_auth_pass="pass-word-1")
     caplog.set_level(logging.DEBUG)
     auth = {"Authorization": "Basic " + base64.b64encode(b"ls:pass-word-1").decode()}
     r = client.post("/setup", json={"project": "1.1", "schema": CONFIG, "access_token": "ls-token-abcdef"}, headers=auth)
@@ -330,12 +350,9 @@ def test_interactive_context_without_shapes_is_an_empty_answer(client):
 
 
 @pytest.fixture()
-def store(tmp_path, root, monkeypatch):
-    from svtr_label.store import Store
-
-    monkeypatch.setenv("LOCAL_FILES_DOCUMENT_ROOT", str(root))
-    s = Store(tmp_path / "store.sqlite", root=root)
-    monkeypatch.setitem(backend._shared, "store", s)
+def store(backend_services):
+    """The store the backend's webhooks write to."""
+    s = backend_services.store()
     yield s
     s.close()
 
@@ -385,11 +402,11 @@ def test_webhook_ignores_other_events_and_needs_an_action(client, store):
     assert r.status_code == 400 and "'action'" in r.json["error"]
 
 
-def test_label_studio_ml_1_0_9_event_path_reaches_fit(store):
+def test_label_studio_ml_1_0_9_event_path_reaches_fit(backend_services, store):
     """1.0.9's job runner calls process_event(); it must land in fit(event, data)."""
     event = annotation_event("ANNOTATION_CREATED", 41, "x", "2026-01-01T00:00:00Z")
     action = event.pop("action")
-    out = backend.SvtrBackend(label_config=CONFIG).process_event(action, event, "job", {})
+    out = backend.SvtrBackend(services=backend_services, label_config=CONFIG).process_event(action, event, "job", {})
     assert out["status"] == "stored"
 
 

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from svtr_label.engine import EngineSettings, _PipelinePool
+from svtr_label.ocr.engine import _PipelinePool, resolve_engine_settings
+from svtr_label.settings import EngineSettings
+from conftest import profile_from  # noqa: E402
 
 
 def test_pool_builds_on_demand_up_to_its_size_and_reuses():
@@ -57,23 +59,23 @@ def test_failed_build_frees_its_slot():
 
 
 def test_settings_resolve_threads_per_worker():
-    s = EngineSettings(workers=2, cpu_threads=None).resolved()
+    s = resolve_engine_settings(EngineSettings(workers=2, cpu_threads=None))
     assert s.workers == 2 and s.cpu_threads >= 1
-    assert EngineSettings(device="gpu:0").resolved("onnxruntime").workers == 1
+    assert resolve_engine_settings(EngineSettings(device="gpu:0"), "onnxruntime").workers == 1
     cores = os.cpu_count() or 1
-    ort = EngineSettings().resolved("onnxruntime")
+    ort = resolve_engine_settings(EngineSettings(), "onnxruntime")
     assert (ort.workers, ort.cpu_threads) == (min(cores, 4), max(1, cores // min(cores, 4)))
-    paddle = EngineSettings().resolved("paddle")
+    paddle = resolve_engine_settings(EngineSettings(), "paddle")
     assert (paddle.workers, paddle.cpu_threads) == (1, cores)  # Paddle's own threads beat a pipeline per core
     assert EngineSettings.from_env({"SVTR_WORKERS": "3", "SVTR_CPU_THREADS": "1"}) == EngineSettings(workers=3, cpu_threads=1)
 
 
 def test_recognition_batch_defaults_to_one_line_for_onnxruntime_on_cpu_and_six_elsewhere():
-    assert EngineSettings().resolved("onnxruntime").rec_batch_size == 1
-    assert EngineSettings().resolved("paddle").rec_batch_size == 6
-    assert EngineSettings().resolved(None).rec_batch_size == 6  # PaddleOCR picks Paddle
-    assert EngineSettings(device="gpu:0").resolved("onnxruntime").rec_batch_size == 6
-    assert EngineSettings.from_env({"SVTR_REC_BATCH_SIZE": "8"}).resolved("onnxruntime").rec_batch_size == 8
+    assert resolve_engine_settings(EngineSettings(), "onnxruntime").rec_batch_size == 1
+    assert resolve_engine_settings(EngineSettings(), "paddle").rec_batch_size == 6
+    assert resolve_engine_settings(EngineSettings(), None).rec_batch_size == 6  # PaddleOCR picks Paddle
+    assert resolve_engine_settings(EngineSettings(device="gpu:0"), "onnxruntime").rec_batch_size == 6
+    assert resolve_engine_settings(EngineSettings.from_env({"SVTR_REC_BATCH_SIZE": "8"}), "onnxruntime").rec_batch_size == 8
 
 
 @pytest.mark.parametrize("angle", [90, 180, 270])
@@ -83,7 +85,7 @@ def test_boxes_found_on_the_upright_copy_map_back_onto_the_original(angle):
     import numpy as np
     from paddlex.inference.pipelines.components import rotate_image
 
-    from svtr_label.engine import _unrotate
+    from svtr_label.ocr.engine import _unrotate
 
     h, w = 60, 100
     original = np.zeros((h, w), dtype=np.uint8)
@@ -95,9 +97,9 @@ def test_boxes_found_on_the_upright_copy_map_back_onto_the_original(angle):
 
 
 def test_document_unwarping_is_refused_because_its_boxes_cannot_be_placed_on_the_original():
-    from svtr_label.engine import OcrEngine
-    from svtr_label.profiles import ModelError, resolve_profile
+    from svtr_label.ocr.engine import OcrEngine
+    from svtr_label.errors import ModelError
 
-    profile = resolve_profile("bundled", {"SVTR_USE_DOC_UNWARPING": "true"})
+    profile = profile_from("bundled", {"SVTR_USE_DOC_UNWARPING": "true"})
     with pytest.raises(ModelError, match="SVTR_USE_DOC_UNWARPING"):
         OcrEngine(profile)

@@ -9,8 +9,8 @@ from PIL import Image
 from shapely.geometry import Polygon
 
 from svtr_label.cli import main
-from svtr_label.evaluate import compare_page, evaluate, levenshtein, match, metrics
-from svtr_label.page import IGNORE_TEXT, Page, Region
+from svtr_label.dataset.evaluate import compare_page, evaluate, levenshtein, match, metrics
+from svtr_label.core.page import IGNORE_TEXT, Page, Region
 from svtr_label.store import Store
 
 from test_store import annotated_task, truth_page

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from svtr_label.cli import main
-from svtr_label.engine import _internal_pipeline
-from svtr_label.geometry import bounding_quad
-from svtr_label.page import IGNORE_TEXT
+from svtr_label.ocr.engine import _internal_pipeline
+from svtr_label.core.geometry import bounding_quad
+from svtr_label.core.page import IGNORE_TEXT
 from svtr_label.store import Store
-from svtr_label.synth import find_font
+from svtr_label.core.synth import find_font
 
 from test_store import texts
 
@@ -285,7 +285,7 @@ def test_missing_image_is_named(tmp_path, synth_predictions, capsys):
 SLOW_EXPORT = textwrap.dedent(
     """
     import sys, time
-    from svtr_label.export import core
+    from svtr_label.dataset import samples as core
     write = core.ExportDir.write
     def slow_write(self, rel, data):  # slowed down so the kill lands mid-export
         write(self, rel, data)

@@ -22,9 +22,11 @@ import pytest
 import requests
 from PIL import Image
 
-from svtr_label import fetch as fetch_module
-from svtr_label.fetch import FetchError, FetchSettings, ImageFetcher, PublicAddressAdapter
-from svtr_label.lsclient import LabelStudio, TokenAuth
+from svtr_label.labelstudio import fetch as fetch_module
+from svtr_label.errors import FetchError
+from svtr_label.labelstudio.fetch import ImageFetcher, PublicAddressAdapter
+from svtr_label.settings import FetchSettings
+from svtr_label.labelstudio.client import LabelStudio, TokenAuth
 
 
 def _png() -> bytes:

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from svtr_label.geometry import (
+from svtr_label.core.geometry import (
     bounding_quad,
     clamp,
     from_percent,

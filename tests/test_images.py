@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svtr_label.images import ImageError, decode_image, find_images, read_image
+from svtr_label.core.images import decode_image, find_images, read_image
+from svtr_label.errors import ImageError
+from svtr_label.settings import ImageLimits
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -113,12 +115,12 @@ def test_decompression_bomb_is_refused_before_decoding():
     # A 20000x20000 PNG compresses to a few hundred KB; decoding it would take 1.2 GB.
     big = encode(Image.new("L", (20000, 20000), 255))
     with pytest.raises(ImageError, match="pixel limit"):
-        decode_image(big, "bomb.png", max_pixels=50_000_000)
+        decode_image(big, "bomb.png", limits=ImageLimits(max_pixels=50_000_000))
 
 
 def test_byte_limit():
     with pytest.raises(ImageError, match="byte limit"):
-        decode_image(encode(marked_image()), "big.png", max_bytes=10)
+        decode_image(encode(marked_image()), "big.png", limits=ImageLimits(max_bytes=10))
 
 
 def test_missing_file_and_folder(tmp_path):

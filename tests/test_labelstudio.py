@@ -5,18 +5,17 @@ import math
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
-from svtr_label.geometry import quad_iou, rotated_rect_corners
-from svtr_label.labelstudio import (
-    ConfigError,
-    ImageRef,
-    resolve_local_files,
+from svtr_label.core.geometry import quad_iou, rotated_rect_corners
+from svtr_label.errors import ConfigError, RefError
+from svtr_label.labelstudio.refs import ImageRef, resolve_local_files
+from svtr_label.labelstudio.format import (
     LabelConfig,
     make_task,
     page_to_results,
     recommended_config,
     results_to_regions,
 )
-from svtr_label.page import Page, Region
+from svtr_label.core.page import Page, Region
 
 POLYGON_LABELS = """<View><Image name="img" value="$ocr"/>
 <PolygonLabels name="lines" toName="img"><Label value="Printed"/><Label value="Handwritten"/></PolygonLabels>
@@ -136,7 +135,7 @@ def test_image_refs(tmp_path):
     assert ImageRef("local-files", tmp_path)(f) == "/data/local-files/?d=scans/a%20b.png"
     assert ImageRef("prefix", tmp_path, "https://files.example.com/ocr/")(f) == "https://files.example.com/ocr/scans/a%20b.png"
     assert ImageRef("path")(f) == str(f.resolve())
-    with pytest.raises(ValueError, match="not under the document root"):
+    with pytest.raises(RefError, match="not under the document root"):
         ImageRef("local-files", tmp_path / "scans")(tmp_path / "other.png")
 
 
@@ -148,5 +147,5 @@ def test_local_files_refs_resolve_back_to_their_file_and_never_outside_the_root(
     assert resolve_local_files(ref, tmp_path) == f.resolve()
     assert resolve_local_files("/data/upload/1/x.png", tmp_path) is None
     for bad in ("/data/local-files/?d=../etc/passwd", "/data/local-files/?d=/etc/passwd", "/data/local-files/"):
-        with pytest.raises(ValueError):
+        with pytest.raises(RefError):
             resolve_local_files(bad, tmp_path)

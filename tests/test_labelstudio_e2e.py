@@ -5,22 +5,20 @@ real bundled engine."""
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
-os.environ["SVTR_PROFILE"] = "bundled"
+from svtr_backend import model as backend
+from svtr_backend._wsgi import create_app
+from svtr_label.labelstudio.client import LabelStudio
+from svtr_label.labelstudio.format import recommended_config
+from svtr_label.settings import FetchSettings
 
-from svtr_backend import model as backend  # noqa: E402
-from svtr_backend._wsgi import create_app  # noqa: E402
-from svtr_label.fetch import FetchSettings, ImageFetcher  # noqa: E402
-from svtr_label.labelstudio import recommended_config  # noqa: E402
-from svtr_label.lsclient import LabelStudio  # noqa: E402
-
-from conftest import free_port, wait_until  # noqa: E402
+from conftest import free_port, wait_until
 
 pytestmark = pytest.mark.labelstudio
 
@@ -28,26 +26,28 @@ CONFIG = recommended_config()
 
 
 @pytest.fixture(scope="module")
-def served_backend(label_studio, engine, tmp_path_factory):
+def served_backend(label_studio, services, tmp_path_factory):
     """The backend app on a loopback port, configured like a deployment next to this Label Studio."""
     from werkzeug.serving import make_server
 
-    from svtr_label.store import Store
-
     work = tmp_path_factory.mktemp("backend")
-    saved = dict(backend._shared)
-    backend._shared["fetcher"] = ImageFetcher(
-        FetchSettings(ls_url=label_studio.url, api_key=label_studio.personal_token, document_root=label_studio.document_root, cache=work / "images")
+    s = services.settings
+    docroot = label_studio.document_root
+    settings = replace(
+        s,
+        models=replace(s.models, profile="bundled"),
+        label_studio=replace(s.label_studio, url=label_studio.url, api_key=label_studio.personal_token, document_root=docroot),
+        fetch=FetchSettings(ls_url=label_studio.url, api_key=label_studio.personal_token, document_root=docroot, cache=work / "images"),
+        server=replace(s.server, store=work / "store.sqlite"),
     )
-    backend._shared["store"] = Store(work / "store.sqlite", root=label_studio.document_root)
-    server = make_server("127.0.0.1", free_port(), create_app(preload=False), threaded=True)
+    app = create_app(services.with_settings(backend.serving_settings(settings)), preload_models=False)
+    state = app.config["SVTR_STATE"]
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", backend._shared["store"]
+    yield f"http://127.0.0.1:{server.server_port}", state.services.store(), state
     server.shutdown()
-    backend._shared["store"].close()
-    backend._shared.clear()
-    backend._shared.update(saved)
+    state.services.store().close()
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_personal_access_token_is_renewed(label_studio):
 
 def test_push_prelabels_a_project_resumably(label_studio, engine, tmp_path):
     from svtr_label.cli import main
-    from svtr_label.synth import write_dataset
+    from svtr_label.core.synth import write_dataset
 
     ls = label_studio.client()
     pid = ls.request("POST", "/api/projects", json={"title": "svtr push", "label_config": CONFIG}).json()["id"]
@@ -230,9 +230,10 @@ def test_basic_auth_backend_with_label_studio(label_studio, served_backend, real
     auto-created webhook carries no credentials until the Authorization header is added to it."""
     import base64
 
-    monkeypatch.setenv("BASIC_AUTH_USER", "ls-user")
-    monkeypatch.setenv("BASIC_AUTH_PASS", "ls-pass-123")
-    url, store = served_backend
+    url, store, state = served_backend
+    s = state.services.settings
+    protected = replace(s, server=replace(s.server, basic_auth_user="ls-user", basic_auth_pass="ls-pass-123"))
+    monkeypatch.setattr(state, "services", state.services.with_settings(protected))
     ls = label_studio.client()
     pid = ls.request("POST", "/api/projects", json={"title": "svtr basic auth", "label_config": CONFIG}).json()["id"]
     shutil.copy(real_images / "text_rec.jpg", label_studio.document_root / "auth-line.jpg")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from svtr_label.labelstudio import recommended_config, results_to_regions
+from svtr_label.labelstudio.format import recommended_config, results_to_regions
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.pipeline]
 

@@ -104,7 +104,7 @@ def test_label_studio_notebook_pulls_reviews_and_pushes_back(tmp_path, monkeypat
         server = request.getfixturevalue("label_studio")
     except pytest.FixtureLookupError:
         pytest.skip("the label_studio server fixture lives in test_labelstudio_e2e.py; in conftest.py it would run this")
-    from svtr_label.labelstudio import load_config, make_task, recommended_config
+    from svtr_label.labelstudio.format import load_config, make_task, recommended_config
 
     ls = server.client()
     pid = ls.request("POST", "/api/projects", json={"title": "notebook 04", "label_config": recommended_config()}).json()["id"]

@@ -12,10 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
-from svtr_label.engine import EngineSettings, OcrEngine
-from svtr_label.profiles import _DET_PREPROCESS, _REC_PREPROCESS, resolve_profile, write_model_folder
+from svtr_label.ocr.engine import OcrEngine
+from svtr_label.settings import EngineSettings
+from svtr_label.ocr.profiles import _DET_PREPROCESS, _REC_PREPROCESS, write_model_folder
 
 from test_pipeline import MIN_LINE_ACCURACY, MIN_RECALL, match_truth
+from conftest import profile_from  # noqa: E402
 
 pytestmark = pytest.mark.pipeline
 
@@ -69,7 +71,7 @@ def paddle_folders(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def paddle_engine(paddle_folders) -> OcrEngine:
     det, rec = paddle_folders
-    profile = resolve_profile("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec)})
+    profile = profile_from("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec)})
     return OcrEngine(profile).load()  # the defaults the svtrv2 profile gets
 
 
@@ -107,7 +109,7 @@ def test_text_line_orientation_reads_upside_down_lines(paddle_engine, paddle_fol
     folder, pages = synth_set
     det, rec = paddle_folders
     env = {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec), "SVTR_TEXTLINE_MODEL_DIR": str(textline_folder)}
-    oriented = OcrEngine(resolve_profile("custom", env), EngineSettings(workers=1)).load()
+    oriented = OcrEngine(profile_from("custom", env), EngineSettings(workers=1)).load()
     assert oriented.describe()["textline_orientation"]["dir"] == str(textline_folder)
 
     def read_right(engine: OcrEngine, flipped: bool) -> int:

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from svtr_label.geometry import quad_iou
-from svtr_label.labelstudio import recommended_config, results_to_regions
+from svtr_label.core.geometry import quad_iou
+from svtr_label.labelstudio.format import recommended_config, results_to_regions
+from conftest import profile_from, models_dir  # noqa: E402
 
 pytestmark = pytest.mark.pipeline
 
@@ -40,7 +41,7 @@ def test_real_images_that_direct_calls_get_wrong_or_right(engine, real_images):
 
 
 def test_recognize_a_given_region(engine, real_images):
-    from svtr_label.images import read_image
+    from svtr_label.core.images import read_image
 
     img = read_image(real_images / "text_rec.jpg")
     whole = [(0, 0), (img.width, 0), (img.width, img.height), (0, img.height)]
@@ -114,8 +115,8 @@ def test_cli_predict_reproduces_a_direct_paddleocr_call(synth_set, tmp_path):
     """Same texts, boxes within 1 px, as PaddleOCR.predict on the same files with the same models."""
     from paddleocr import PaddleOCR
 
-    from svtr_label.engine import set_det_max_side_limit
-    from svtr_label.profiles import bundled_model_dirs
+    from svtr_label.ocr.engine import set_det_max_side_limit
+    from svtr_label.ocr.profiles import bundled_model_dirs
 
     folder, pages = synth_set
     out = tmp_path / "tasks.json"
@@ -124,7 +125,7 @@ def test_cli_predict_reproduces_a_direct_paddleocr_call(synth_set, tmp_path):
     tasks = json.loads(out.read_text(encoding="utf-8"))
     assert len(tasks) == len(pages)
 
-    det, rec = bundled_model_dirs()
+    det, rec = bundled_model_dirs(models_dir())
     direct = PaddleOCR(
         text_detection_model_name="PP-OCRv5_mobile_det", text_detection_model_dir=str(det),
         text_recognition_model_name="PP-OCRv5_mobile_rec", text_recognition_model_dir=str(rec),
@@ -178,13 +179,13 @@ def test_cli_fails_only_when_nothing_could_be_processed(tmp_path):
 
 def test_svtrv2_profile_loads_local_model_folders(tmp_path, real_images):
     """The air-gapped path of the default profile: the same code that loads SVTRv2 from folders."""
-    from svtr_label.engine import OcrEngine
-    from svtr_label.profiles import bundled_model_dirs, resolve_profile
+    from svtr_label.ocr.engine import OcrEngine
+    from svtr_label.ocr.profiles import bundled_model_dirs
 
-    det, rec = bundled_model_dirs()
+    det, rec = bundled_model_dirs(models_dir())
     env = {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec), "SVTR_ENGINE": "onnxruntime",
            "SVTR_USE_TEXTLINE_ORIENTATION": "false"}
-    profile = resolve_profile("svtrv2", env)
+    profile = profile_from("svtrv2", env)
     engine = OcrEngine(profile)
     assert engine.profile.rec.name == "PP-OCRv5_mobile_rec"  # the folder's own model name wins
     assert engine.predict_one(real_images / "ch_en_num.jpg").regions[0].text == "正品促销"
@@ -202,7 +203,7 @@ def test_threads_sharing_one_engine_get_the_sequential_results(engine, synth_set
 
 
 def test_annotate_files_keeps_input_order_and_fails_only_bad_files(engine, synth_set, synth_predictions, tmp_path):
-    from svtr_label.annotate import annotate_files
+    from svtr_label.ocr.annotate import annotate_files
 
     folder, pages = synth_set
     (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
@@ -216,7 +217,7 @@ def test_annotate_files_keeps_input_order_and_fails_only_bad_files(engine, synth
 
 def test_annotate_files_reads_ahead_only_a_few_files(engine, synth_set):
     """A folder of 10,000 scans must not be read into memory before the first page comes back."""
-    from svtr_label.annotate import annotate_files
+    from svtr_label.ocr.annotate import annotate_files
 
     folder, pages = synth_set
     taken = []

@@ -5,24 +5,26 @@ import sys
 
 import pytest
 
-from svtr_label.engine import OcrEngine
-from svtr_label.profiles import ModelError, bundled_model_dirs, dictionary_of, resolve_profile
+from svtr_label.ocr.engine import OcrEngine
+from svtr_label.errors import ModelError, SvtrLabelError
+from svtr_label.ocr.profiles import bundled_model_dirs, dictionary_of
+from conftest import profile_from, models_dir  # noqa: E402
 
 
 def test_default_profile_is_the_seed_card_pipeline():
-    p = resolve_profile(None, {})
+    p = profile_from()
     assert (p.name, p.det.name, p.rec.name) == ("svtrv2", "PP-OCRv5_server_det", "ch_SVTRv2_rec")
     assert p.use_textline_orientation and not p.use_doc_orientation_classify and not p.use_doc_unwarping
-    switched = resolve_profile("svtrv2", {"SVTR_USE_DOC_ORIENTATION": "1", "SVTR_USE_DOC_UNWARPING": "true"})
+    switched = profile_from("svtrv2", {"SVTR_USE_DOC_ORIENTATION": "1", "SVTR_USE_DOC_UNWARPING": "true"})
     assert switched.use_doc_orientation_classify and switched.use_doc_unwarping
 
 
 def test_profile_from_env():
-    assert resolve_profile(None, {"SVTR_PROFILE": "bundled"}).name == "bundled"
+    assert profile_from(None, {"SVTR_PROFILE": "bundled"}).name == "bundled"
 
 
 def test_bundled_folders_are_paddlex_model_folders():
-    det, rec = bundled_model_dirs(create=True)
+    det, rec = bundled_model_dirs(models_dir(), create=True)
     for folder in (det, rec):
         assert (folder / "inference.onnx").is_file() and (folder / "inference.yml").is_file()
     chars = dictionary_of(rec)
@@ -33,16 +35,16 @@ def test_bundled_folders_are_paddlex_model_folders():
     "name, env, message",
     [
         ("custom", {}, "SVTR_DET_MODEL_DIR and SVTR_REC_MODEL_DIR"),
-        ("nope", {}, "unknown profile 'nope'"),
+        ("nope", {}, "SVTR_PROFILE='nope' is not valid: expected one of svtrv2, bundled, custom"),
     ],
 )
 def test_profile_errors(name, env, message):
-    with pytest.raises(ModelError, match=message):
-        resolve_profile(name, env)
+    with pytest.raises(SvtrLabelError, match=message):
+        profile_from(name, env)
 
 
 def test_folder_errors_name_the_folder_and_the_fix(tmp_path):
-    det, _ = bundled_model_dirs()
+    det, _ = bundled_model_dirs(models_dir())
     empty = tmp_path / "my_rec"
     empty.mkdir()
     (empty / "inference.onnx").write_bytes(b"x")
@@ -51,7 +53,7 @@ def test_folder_errors_name_the_folder_and_the_fix(tmp_path):
         (empty, "has no inference.yml"),
     ]
     for folder, message in cases:
-        profile = resolve_profile("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(folder)})
+        profile = profile_from("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(folder)})
         with pytest.raises(ModelError, match=message) as err:
             OcrEngine(profile)
         assert str(folder) in str(err.value)
@@ -59,7 +61,7 @@ def test_folder_errors_name_the_folder_and_the_fix(tmp_path):
     no_weights.mkdir()
     (no_weights / "inference.yml").write_text("Global: {model_name: x}\n")
     with pytest.raises(ModelError, match="holds no weights"):
-        OcrEngine(resolve_profile("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(no_weights)}))
+        OcrEngine(profile_from("custom", {"SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(no_weights)}))
 
 
 def test_models_command_lists_profiles_and_prepares_bundled():
@@ -73,9 +75,9 @@ def test_models_command_lists_profiles_and_prepares_bundled():
 
 
 def test_a_failed_download_names_every_missing_model_and_its_variable():
-    from svtr_label.engine import _load_failure_hint
+    from svtr_label.ocr.engine import _load_failure_hint
 
-    profile = resolve_profile("svtrv2", {"SVTR_REC_MODEL_DIR": "/models/rec"})
+    profile = profile_from("svtrv2", {"SVTR_REC_MODEL_DIR": "/models/rec"})
     hint = _load_failure_hint(profile, Exception("No model source is available!"))
     assert "PP-OCRv5_server_det, PP-LCNet_x1_0_textline_ori" in hint and "ch_SVTRv2_rec" not in hint.split("\n")[1]
     assert "SVTR_DET_MODEL_DIR, SVTR_TEXTLINE_MODEL_DIR" in hint and "SVTR_USE_TEXTLINE_ORIENTATION=false" in hint

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from svtr_label.fetch import FetchSettings
-from svtr_label.sources import ImageSource, SourceError
+from svtr_label.errors import SourceError
+from svtr_label.labelstudio.sources import ImageSource
+from svtr_label.services import Services
+from svtr_label.settings import FetchSettings
 
 NO_LS = FetchSettings(cache=None)  # whatever this shell's LABEL_STUDIO_URL says
 
@@ -58,6 +60,6 @@ def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path):
 
 def test_settings_come_from_the_environment(tmp_path):
     env = {"LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path), "LABEL_STUDIO_URL": "http://ls.local:8080/", "LABEL_STUDIO_API_KEY": "k"}
-    src = ImageSource.from_env(env=env)
+    src = Services.from_env(env).image_source()
     assert src.root == tmp_path
     assert src._settings.ls_url == "http://ls.local:8080" and src._settings.api_key == "k"

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from svtr_label.labelstudio import LabelConfig, page_to_results, recommended_config
-from svtr_label.page import IGNORE_TEXT, Page, Region
-from svtr_label.store import SCHEMA_VERSION, Store, StoreError, is_store_file
+from svtr_label.labelstudio.format import LabelConfig, page_to_results, recommended_config
+from svtr_label.core.page import IGNORE_TEXT, Page, Region
+from svtr_label.errors import StoreError
+from svtr_label.store import SCHEMA_VERSION, Store, is_store_file
 
 CONFIG = LabelConfig.parse(recommended_config())
 
@@ -26,7 +27,7 @@ CONFIG = LabelConfig.parse(recommended_config())
 
 def truth_page(synth_page, image_path: Path) -> Page:
     """The generated page's known lines as a Page of the image file."""
-    from svtr_label.images import read_image
+    from svtr_label.core.images import read_image
 
     img = read_image(image_path)
     regions = tuple(Region(f"t{i}", line.quad, line.text) for i, line in enumerate(synth_page.lines))
@@ -234,7 +235,7 @@ def test_schema_migrates_old_and_refuses_newer(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys
-    from svtr_label.page import Page, Region
+    from svtr_label.core.page import Page, Region
     from svtr_label.store import Store
     store = Store(sys.argv[1])
     image_id = int(sys.argv[2])

@@ -9,8 +9,9 @@ import textwrap
 import pytest
 
 from svtr_label.store import Store
-from svtr_label.trainconfig import TrainConfigError, read_train_config
-from svtr_label.validate import text_issues
+from svtr_label.dataset.trainconfig import read_train_config
+from svtr_label.errors import TrainConfigError
+from svtr_label.dataset.validate import text_issues
 
 from test_export import export, read_list
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from svtr_label.page import IGNORE_TEXT, Page, Region
-from svtr_label.profiles import bundled_model_dirs, dictionary_of
-from svtr_label.validate import DEFAULT_MAX_TEXT_LENGTH, Rules, load_dictionary, validate
+from svtr_label.core.page import IGNORE_TEXT, Page, Region
+from svtr_label.ocr.profiles import bundled_model_dirs, dictionary_of
+from svtr_label.dataset.validate import DEFAULT_MAX_TEXT_LENGTH, Rules, load_dictionary, validate
+from conftest import models_dir  # noqa: E402
 
 BOX = ((0, 0), (100, 0), (100, 30), (0, 30))
 
@@ -21,7 +22,7 @@ def kinds(p: Page, rules: Rules, targets=("det", "rec")) -> dict[str, set[str]]:
 
 
 def test_each_kind_of_problem_is_found_with_the_real_dictionary():
-    _, rec = bundled_model_dirs()
+    _, rec = bundled_model_dirs(models_dir())
     rules = Rules(frozenset(dictionary_of(rec)), DEFAULT_MAX_TEXT_LENGTH)
     p = page(
         Region("ok", BOX, "Invoice 2024 发票号码"),

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from svtr_label.page import IGNORE_TEXT
-from svtr_label.store import Store, StoreError
+from svtr_label.core.page import IGNORE_TEXT
+from svtr_label.errors import UsageError
+from svtr_label.store import Store
 from svtr_label_widgets import render
 from svtr_label_widgets.bridge import Bridge, row_class, script_html
 from svtr_label_widgets.editor import Editor, EditorModel
@@ -178,7 +179,7 @@ def test_zoom_box_stays_inside_the_page():
 
 
 def test_model_needs_images(tmp_path):
-    with pytest.raises(StoreError, match="no images"):
+    with pytest.raises(UsageError, match="no images"):
         EditorModel(Store(tmp_path / "empty.sqlite"))
 
 
@@ -273,7 +274,7 @@ def test_export_panel_exports_corrected_images_and_tables_invalid_lines(review_s
 
 
 def test_editor_copes_with_an_empty_page_and_a_missing_file(tmp_path):
-    from svtr_label.page import Page, Region
+    from svtr_label.core.page import Page, Region
 
     store = Store(tmp_path / "s.sqlite")
     empty = store.add_page(Page(width=300, height=100, sha256="a" * 64, model_version="m"), image_ref=str(tmp_path / "gone.png"))

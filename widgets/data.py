@@ -7,11 +7,19 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
 
-from svtr_label.annotate import annotate_files
-from svtr_label.engine import OcrEngine
-from svtr_label.images import DecodedImage, ImageError, decode_image, find_images
-from svtr_label.sources import ImageSource
-from svtr_label.store import Store, StoreError
+from svtr_label.core.images import DecodedImage, decode_image, find_images
+from svtr_label.errors import ImageError, StoreError
+from svtr_label.labelstudio.sources import ImageSource
+from svtr_label.ocr.annotate import annotate_files
+from svtr_label.ocr.engine import OcrEngine
+from svtr_label.services import Services
+from svtr_label.store import Store
+
+
+def image_source(store: Store) -> ImageSource:
+    """Stored refs read under the store's root (else LOCAL_FILES_DOCUMENT_ROOT), and from Label
+    Studio when LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are set in the notebook's environment."""
+    return Services.from_env().image_source(store.root)
 
 
 class ImageCache:
@@ -20,7 +28,7 @@ class ImageCache:
     def __init__(self, store: Store, size: int = 4, source: ImageSource | None = None) -> None:
         self.store = store
         self.size = size
-        self.source = source or ImageSource.from_env(store.root)
+        self.source = source or image_source(store)
         self._items: OrderedDict[int, DecodedImage] = OrderedDict()
 
     def get(self, image_id: int) -> DecodedImage:
@@ -40,7 +48,7 @@ def load_image(store: Store, image_id: int, source: ImageSource | None = None) -
     info = store.get_image(image_id)
     if not info.ref:
         raise StoreError(f"image {image_id} has no file reference; add it with Store.add_page(page, image_ref=...)")
-    source = source or ImageSource.from_env(store.root)
+    source = source or image_source(store)
     try:
         found = source.read(info.ref, info.ls_task_id)
         return decode_image(found.data, found.name)
@@ -61,8 +69,8 @@ def preannotate_into(store: Store, paths: Iterable[Path], engine: OcrEngine) -> 
 
 def sample_images(folder: str | Path, n_pages: int = 6, seed: int = 0) -> list[Path]:
     """The first `n_pages` images of `folder` (the repo's shipped samples/ by default in the
-    notebooks); an empty or missing folder gets generated pages with known text (svtr_label.synth)."""
-    from svtr_label.synth import write_dataset
+    notebooks); an empty or missing folder gets generated pages with known text (svtr_label.core.synth)."""
+    from svtr_label.core.synth import write_dataset
 
     out = Path(folder)
     existing = find_images([out]) if out.is_dir() else []

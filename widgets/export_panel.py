@@ -4,7 +4,6 @@ listing of where the files went."""
 
 from __future__ import annotations
 
-import argparse
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +11,13 @@ from typing import Callable
 
 import ipywidgets as w
 
-from svtr_label.export.cli import resolve_target
-from svtr_label.export.core import ExportError
-from svtr_label.export.formats import FORMATS, ON_INVALID, ExportOptions, ExportResult, run_export
+from svtr_label.dataset.target import rec_target
+from svtr_label.services import Services
+from svtr_label.settings import PROFILE_NAMES
+from svtr_label.errors import SvtrLabelError
+from svtr_label.dataset.formats import FORMATS, ON_INVALID, ExportOptions, ExportResult, run_export
 from svtr_label.store import Store
-from svtr_label.validate import DEFAULT_MAX_TEXT_LENGTH, Issue
+from svtr_label.dataset.validate import DEFAULT_MAX_TEXT_LENGTH, Issue
 
 Progress = Callable[[int, str], None]  # percent done, what is happening
 
@@ -36,21 +37,19 @@ class ExportChoice:
     include_predictions: bool = False
 
 
-PROFILES = ("bundled", "svtrv2", "custom")
 
 
 def export_options(choice: ExportChoice, root: Path | None = None, progress: Callable[[int, int], None] | None = None) -> ExportOptions:
     """The exporter's options; the dictionary is resolved exactly as the command line does."""
     source = choice.dictionary
-    is_profile = source in PROFILES
+    is_profile = source in PROFILE_NAMES
     is_config = Path(source).suffix.lower() in (".yml", ".yaml")
-    args = argparse.Namespace(
-        dict=source if source and not (is_profile or is_config) else None,
-        rec_model_dir=None,
-        profile=source if is_profile else None,
-        train_config=source if is_config else None,
+    services = Services.from_env()
+    target = rec_target(
+        dict_file=Path(source) if source and not (is_profile or is_config) else None,
+        profile=services.profile(source) if is_profile else None,
+        train_config=Path(source) if is_config else None,
     )
-    target = resolve_target(args)
     return ExportOptions(
         format=choice.format,
         out=Path(choice.out),
@@ -62,6 +61,7 @@ def export_options(choice: ExportChoice, root: Path | None = None, progress: Cal
         on_invalid=choice.on_invalid,
         include_predictions=choice.include_predictions,
         root=root,
+        images=services.image_source(root),
         progress=progress,
     )
 
@@ -113,7 +113,7 @@ class ExportPanel(w.VBox):
         self.val_fraction = w.FloatSlider(value=c.val_fraction, min=0.0, max=0.5, step=0.05, description="val share")
         self.seed = w.IntText(value=c.seed, description="split seed", layout=w.Layout(width="180px"))
         self.dictionary = w.Combobox(
-            value=c.dictionary, options=list(PROFILES), description="dictionary",
+            value=c.dictionary, options=list(PROFILE_NAMES), description="dictionary",
             placeholder="profile, dict.txt or training config .yml ('' skips the check)", layout=w.Layout(width="480px"),
         )
         self.max_len = w.IntText(value=c.max_text_length or 0, description="max length", layout=w.Layout(width="180px"),
@@ -149,7 +149,7 @@ class ExportPanel(w.VBox):
         self.result.value = self.issues.value = ""
         try:
             self.last = run(self.store, self.choice(), self._progress)
-        except (ExportError, ValueError, OSError) as exc:
+        except (SvtrLabelError, OSError) as exc:
             self.progress.bar_style = "danger"
             self.result.value = f"<b>export failed:</b> {html.escape(str(exc))}"
             return None

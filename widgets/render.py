@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from svtr_label.page import Page, Region
+from svtr_label.core.page import Page, Region
 
 # Box colours by review state: the eye finds red (low score) first, green is done.
 COLOURS = {

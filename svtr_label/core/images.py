@@ -1,0 +1,141 @@
+"""Decode user images into the arrays the OCR pipeline expects, once and correctly.
+
+Every image enters the project here: EXIF orientation applied, transparency composited on
+white, palette / 1-bit / 16-bit / CMYK converted, and size limits checked before the pixels
+are decoded, so a decompression bomb fails its own task and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from svtr_label.errors import ImageError
+from svtr_label.settings import ImageLimits
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+
+# Pillow's own bomb check only warns below 2x its limit; we check size ourselves first.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image ready for inference: BGR uint8 pixels in display orientation (EXIF applied)."""
+
+    bgr: np.ndarray = field(repr=False)
+    sha256: str
+    name: str = ""
+
+    @property
+    def width(self) -> int:
+        return int(self.bgr.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.bgr.shape[0])
+
+    def rgb(self) -> np.ndarray:
+        return self.bgr[:, :, ::-1]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_image(
+    data: bytes,
+    name: str = "image",
+    *,
+    limits: ImageLimits = ImageLimits(),
+    sha256: str | None = None,
+) -> DecodedImage:
+    """Decode image bytes. Raises ImageError naming `name` when they are not a usable image.
+    `sha256`: the bytes' hash when the caller has it already (a cache lookup needed it first)."""
+    max_pixels, max_bytes = limits.max_pixels, limits.max_bytes
+    if len(data) == 0:
+        raise ImageError(f"{name}: the file is empty")
+    if len(data) > max_bytes:
+        raise ImageError(f"{name}: {len(data)} bytes exceeds the {max_bytes}-byte limit (SVTR_MAX_IMAGE_BYTES)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{name}: {w}x{h} pixels exceeds the {max_pixels}-pixel limit (SVTR_MAX_IMAGE_PIXELS);"
+                    " downscale the image or raise the limit"
+                )
+            img.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image Pillow can read (is it a {Path(name).suffix or 'binary'} file?)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from None
+    return DecodedImage(bgr=_to_bgr(img), sha256=sha256 or sha256_bytes(data), name=name)
+
+
+def read_image(path: str | os.PathLike, limits: ImageLimits = ImageLimits()) -> DecodedImage:
+    """Read and decode an image file."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{p}: is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, str(p), limits=limits)
+
+
+def _to_bgr(img: Image.Image) -> np.ndarray:
+    img = ImageOps.exif_transpose(img) or img
+    rgb = _flatten_to_rgb(img)
+    arr = np.asarray(rgb, dtype=np.uint8)
+    return np.ascontiguousarray(arr[:, :, ::-1])
+
+
+def _flatten_to_rgb(img: Image.Image) -> Image.Image:
+    """RGB on a white background, whatever the mode: the pipeline reads dark text on light paper."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.size else 1.0
+        scale = 255.0 / hi if hi > 255 else 1.0
+        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode == "RGB":
+        return img
+    return img.convert("RGB")
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def find_images(paths: list[str | os.PathLike]) -> list[Path]:
+    """Expand folders into the image files under them (by suffix, sorted); files named
+    explicitly are kept whatever their suffix, so a bad one is reported rather than ignored."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q)))
+        else:
+            found.append(p)
+    return found

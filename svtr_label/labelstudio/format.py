@@ -1,0 +1,249 @@
+"""Label Studio's JSON, both ways: pages to prediction results, and results back to pages.
+
+One text line is several results sharing one `id`: its shape (polygon or rotated rectangle,
+with or without labels), optionally a `labels` result, and a per-region `textarea` with the
+text. Coordinates are percent of the image as displayed (EXIF applied), clamped to [0, 100].
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+from svtr_label.errors import ConfigError
+from svtr_label.core.geometry import bounding_quad, from_percent, rotated_rect_corners, rotated_rect_from_quad, to_percent
+from svtr_label.core.page import Page, Region
+
+SHAPE_TAGS = ("Polygon", "PolygonLabels", "Rectangle", "RectangleLabels")
+
+
+def recommended_config() -> str:
+    """The OCR labeling config svtr-label is built for (shipped in the package)."""
+    return resources.files("svtr_label").joinpath("data/ocr_config.xml").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Tag:
+    kind: str  # the XML tag, e.g. "PolygonLabels"
+    name: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """The tags of a labeling config that OCR results are written to."""
+
+    image: str  # name of the Image tag
+    data_key: str  # task data key the image comes from ($image -> "image")
+    textarea: str
+    polygon: Tag | None = None
+    rectangle: Tag | None = None
+    labels: Tag | None = None
+
+    @classmethod
+    def parse(cls, xml: str) -> "LabelConfig":
+        try:
+            root = ET.fromstring(xml)
+        except ET.ParseError as exc:
+            raise ConfigError(f"the labeling config is not valid XML: {exc}") from None
+        images = [el for el in root.iter("Image")]
+        if not images:
+            raise ConfigError('the labeling config has no <Image name="..." value="$..."> tag to put text regions on')
+        image_el = images[0]
+        image = image_el.get("name", "")
+        value = image_el.get("value", "")
+        if not image or not value.startswith("$"):
+            raise ConfigError('the <Image> tag needs name="..." and value="$key" (the task data key of the image)')
+        tags = [el for el in root.iter() if el.get("toName") in (image,) or image in (el.get("toName") or "").split(",")]
+
+        def find(*kinds: str) -> Tag | None:
+            for el in tags:
+                if el.tag in kinds and el.get("name"):
+                    return Tag(el.tag, el.get("name", ""), tuple(l.get("value", "") for l in el.iter("Label")))
+            return None
+
+        textareas = [el for el in tags if el.tag == "TextArea" and el.get("perRegion", "").lower() == "true"]
+        if not textareas:
+            raise ConfigError(
+                f'the labeling config has no <TextArea perRegion="true" toName="{image}"> to hold each line\'s text; '
+                "add one (see `svtr-label config`)"
+            )
+        polygon = find("PolygonLabels", "Polygon")
+        rectangle = find("RectangleLabels", "Rectangle")
+        if polygon is None and rectangle is None:
+            raise ConfigError(
+                f"the labeling config has no Polygon, PolygonLabels, Rectangle or RectangleLabels tag on {image!r}: "
+                "text lines need a shape"
+            )
+        return cls(
+            image=image,
+            data_key=value[1:],
+            textarea=textareas[0].get("name", ""),
+            polygon=polygon,
+            rectangle=rectangle,
+            labels=find("Labels"),
+        )
+
+    @property
+    def default_label(self) -> str | None:
+        for tag in (self.labels, self.polygon, self.rectangle):
+            if tag is not None and tag.labels:
+                return tag.labels[0]
+        return None
+
+
+# --- page -> results -------------------------------------------------------------------------
+
+ShapePreference = Literal["polygon", "rectangle"]
+
+
+def page_to_results(page: Page, config: LabelConfig, shape: ShapePreference | None = None) -> list[dict[str, Any]]:
+    """Prediction `result` list for a page. Each region's shape decides polygon or rectangle,
+    unless `shape` forces one; a config with only one of the two gets that one."""
+    out: list[dict[str, Any]] = []
+    for region in page.regions:
+        out.extend(region_to_results(region, page.width, page.height, config, shape))
+    return out
+
+
+def region_to_results(
+    region: Region, width: int, height: int, config: LabelConfig, shape: ShapePreference | None = None
+) -> list[dict[str, Any]]:
+    tag = _shape_tag(config, shape or region.shape)
+    if tag.kind.startswith("Polygon"):
+        geometry: dict[str, Any] = {"points": to_percent(region.points, width, height)}
+    else:
+        x, y, w, h, rotation = rotated_rect_from_quad(_quad(region))
+        geometry = {
+            "x": x * 100.0 / width,
+            "y": y * 100.0 / height,
+            "width": w * 100.0 / width,
+            "height": h * 100.0 / height,
+            "rotation": rotation,
+        }
+        # Clamp only what keeps the rectangle in place: an unrotated box that overhangs.
+        if rotation == 0.0:
+            geometry = _clamp_rect(geometry)
+    label = region.label or config.default_label
+    base = {
+        "id": region.id,
+        "to_name": config.image,
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+    }
+    if region.score is not None:
+        base["score"] = float(region.score)
+    results = []
+    shape_value = dict(geometry)
+    kind = tag.kind.lower()
+    if tag.labels and label is not None:
+        shape_value[kind] = [label]
+    results.append({**base, "from_name": tag.name, "type": kind, "value": shape_value})
+    if config.labels is not None and label is not None:
+        results.append({**base, "from_name": config.labels.name, "type": "labels", "value": {**geometry, "labels": [label]}})
+    results.append({**base, "from_name": config.textarea, "type": "textarea", "value": {**geometry, "text": [region.text]}})
+    return results
+
+
+def _shape_tag(config: LabelConfig, shape: str) -> Tag:
+    preferred, other = (config.polygon, config.rectangle) if shape == "polygon" else (config.rectangle, config.polygon)
+    tag = preferred or other
+    assert tag is not None  # LabelConfig.parse guarantees one
+    return tag
+
+
+def _quad(region: Region) -> Sequence[tuple[float, float]]:
+    return region.points if len(region.points) == 4 else bounding_quad(region.points)
+
+
+def _clamp_rect(g: dict[str, Any]) -> dict[str, Any]:
+    x0, y0 = max(g["x"], 0.0), max(g["y"], 0.0)
+    x1, y1 = min(g["x"] + g["width"], 100.0), min(g["y"] + g["height"], 100.0)
+    return {**g, "x": x0, "y": y0, "width": max(x1 - x0, 0.0), "height": max(y1 - y0, 0.0)}
+
+
+# --- results -> page -------------------------------------------------------------------------
+
+
+def results_to_regions(results: Iterable[dict[str, Any]], width: int | None = None, height: int | None = None) -> list[Region]:
+    """Regions from a prediction's or an annotation's results, grouped by result id.
+
+    Rotated rectangles become their four corners. Results without any geometry (a
+    classification of the whole image, say) are ignored.
+    """
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if "id" in r and isinstance(r.get("value"), dict):
+            grouped.setdefault(str(r["id"]), []).append(r)
+    regions = []
+    for rid, parts in grouped.items():
+        region = _region_from_parts(rid, parts, width, height)
+        if region is not None:
+            regions.append(region)
+    return regions
+
+
+def _region_from_parts(rid: str, parts: list[dict[str, Any]], width: int | None, height: int | None) -> Region | None:
+    points = None
+    shape = "polygon"
+    text_parts: list[str] | None = None
+    label = None
+    score = None
+    for r in parts:
+        v = r["value"]
+        w = int(r.get("original_width") or width or 0)
+        h = int(r.get("original_height") or height or 0)
+        if points is None and w and h:
+            if v.get("points"):
+                points = from_percent(v["points"], w, h)
+            elif all(k in v for k in ("x", "y", "width", "height")):
+                corners = rotated_rect_corners(
+                    v["x"] * w / 100.0, v["y"] * h / 100.0, v["width"] * w / 100.0, v["height"] * h / 100.0, float(v.get("rotation") or 0.0)
+                )
+                points, shape = list(corners), "rectangle"
+        if "text" in v and text_parts is None:
+            text_parts = [str(t) for t in (v["text"] if isinstance(v["text"], list) else [v["text"]])]
+        for key in ("labels", "polygonlabels", "rectanglelabels"):
+            if v.get(key):
+                label = str(v[key][0])
+        if r.get("score") is not None and score is None:
+            score = float(r["score"])
+    if points is None or len(points) < 3:
+        return None
+    # Several text entries in one region are kept apart by newlines: validation flags them.
+    text = "\n".join(text_parts) if text_parts else ""
+    return Region(id=rid, points=tuple(points), text=text, score=score, label=label, shape=shape)  # type: ignore[arg-type]
+
+
+def image_size_of(results: Iterable[dict[str, Any]]) -> tuple[int, int] | None:
+    for r in results:
+        if r.get("original_width") and r.get("original_height"):
+            return int(r["original_width"]), int(r["original_height"])
+    return None
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+def make_task(page: Page, image_ref: str, config: LabelConfig, shape: ShapePreference | None = None) -> dict[str, Any]:
+    """A Label Studio task with one prediction, importable as is."""
+    return {
+        "data": {config.data_key: image_ref},
+        "predictions": [
+            {
+                "model_version": page.model_version,
+                "score": round(page.score, 6),
+                "result": page_to_results(page, config, shape),
+            }
+        ],
+    }
+
+
+def load_config(path: str | os.PathLike | None) -> LabelConfig:
+    xml = Path(path).read_text(encoding="utf-8") if path else recommended_config()
+    return LabelConfig.parse(xml)

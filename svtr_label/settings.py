@@ -1,0 +1,422 @@
+"""Every setting svtr-label reads from the environment: its variable, default and parser, in one place.
+
+`Settings.from_env(env)` reads them all into frozen dataclasses, once, when a face (the CLI, the
+ML backend, a notebook) starts; the layers below take the part they need as an argument and never
+read the environment themselves. Command-line flags are applied with `dataclasses.replace`.
+
+    settings = Settings.from_env()                    # os.environ
+    settings = Settings.from_env({"SVTR_PROFILE": "bundled"})
+    models = dataclasses.replace(settings.models, profile="custom", rec_model_dir=Path("/models/rec"))
+
+`VARIABLES` lists every variable read here; README's variable tables list exactly these (tested).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Generic, Mapping, TypeVar
+
+from svtr_label.errors import SettingsError
+
+T = TypeVar("T")
+
+PROFILE_NAMES = ("svtrv2", "bundled", "custom")
+DEFAULT_PROFILE = "svtrv2"
+ENGINES = ("paddle", "onnxruntime")
+DEFAULT_MAX_IMAGE_PIXELS = 60_000_000
+DEFAULT_MAX_IMAGE_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
+
+
+# --- parsers ---------------------------------------------------------------------------------
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(raw: str) -> bool:
+    """The one boolean parser: 1/true/yes/on and 0/false/no/off, any case."""
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("expected one of 1, true, yes, on, 0, false, no, off")
+
+
+def parse_positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def parse_port(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 < value < 65536:
+        raise ValueError("expected a port number between 1 and 65535")
+    return value
+
+
+def parse_positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value > 0:
+        raise ValueError("expected a number above 0")
+    return value
+
+
+def parse_path(raw: str) -> Path:
+    return Path(raw.strip()).expanduser()
+
+
+def parse_text(raw: str) -> str:
+    return raw.strip()
+
+
+def parse_url(raw: str) -> str:
+    return raw.strip().rstrip("/")
+
+
+def parse_hosts(raw: str) -> tuple[str, ...]:
+    return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _off_or_path(raw: str) -> Path | None:
+    """A folder, or off/0/false/no for none."""
+    value = raw.strip()
+    return None if value.lower() in _FALSE else Path(value).expanduser()
+
+
+# --- the variables ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Var(Generic[T]):
+    """One environment variable: its name, how its text is parsed, and its value when unset or empty."""
+
+    name: str
+    parse: Callable[[str], T]
+    default: T
+
+    def read(self, env: Mapping[str, str]) -> T:
+        raw = env.get(self.name)
+        if raw is None or raw.strip() == "":
+            return self.default
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{self.name}={raw!r} is not valid: {exc}") from None
+
+
+_NO_PATH: Path | None = None
+_NO_TEXT: str | None = None
+_NO_INT: int | None = None
+_NO_BOOL: bool | None = None
+
+# Paths
+SVTR_CACHE_DIR = Var("SVTR_CACHE_DIR", parse_path, _NO_PATH)
+XDG_CACHE_HOME = Var("XDG_CACHE_HOME", parse_path, _NO_PATH)
+PADDLE_PDX_CACHE_HOME = Var("PADDLE_PDX_CACHE_HOME", parse_path, _NO_PATH)
+# Models
+SVTR_PROFILE = Var("SVTR_PROFILE", _choice(*PROFILE_NAMES), DEFAULT_PROFILE)
+SVTR_DET_MODEL_DIR = Var("SVTR_DET_MODEL_DIR", parse_path, _NO_PATH)
+SVTR_REC_MODEL_DIR = Var("SVTR_REC_MODEL_DIR", parse_path, _NO_PATH)
+SVTR_TEXTLINE_MODEL_DIR = Var("SVTR_TEXTLINE_MODEL_DIR", parse_path, _NO_PATH)
+SVTR_ENGINE = Var("SVTR_ENGINE", _choice(*ENGINES), _NO_TEXT)
+SVTR_USE_DOC_ORIENTATION = Var("SVTR_USE_DOC_ORIENTATION", parse_bool, _NO_BOOL)
+SVTR_USE_DOC_UNWARPING = Var("SVTR_USE_DOC_UNWARPING", parse_bool, _NO_BOOL)
+SVTR_USE_TEXTLINE_ORIENTATION = Var("SVTR_USE_TEXTLINE_ORIENTATION", parse_bool, _NO_BOOL)
+SVTR_DET_LIMIT_SIDE_LEN = Var("SVTR_DET_LIMIT_SIDE_LEN", parse_positive_int, _NO_INT)
+SVTR_DET_LIMIT_TYPE = Var("SVTR_DET_LIMIT_TYPE", _choice("min", "max"), _NO_TEXT)
+SVTR_DET_MAX_SIDE = Var("SVTR_DET_MAX_SIDE", parse_positive_int, _NO_INT)
+# Engine
+SVTR_DEVICE = Var("SVTR_DEVICE", parse_text, "cpu")
+SVTR_WORKERS = Var("SVTR_WORKERS", parse_positive_int, _NO_INT)
+SVTR_CPU_THREADS = Var("SVTR_CPU_THREADS", parse_positive_int, _NO_INT)
+SVTR_REC_BATCH_SIZE = Var("SVTR_REC_BATCH_SIZE", parse_positive_int, _NO_INT)
+SVTR_ENABLE_MKLDNN = Var("SVTR_ENABLE_MKLDNN", parse_bool, _NO_BOOL)
+# Images
+SVTR_MAX_IMAGE_PIXELS = Var("SVTR_MAX_IMAGE_PIXELS", parse_positive_int, DEFAULT_MAX_IMAGE_PIXELS)
+SVTR_MAX_IMAGE_BYTES = Var("SVTR_MAX_IMAGE_BYTES", parse_positive_int, DEFAULT_MAX_IMAGE_BYTES)
+# Label Studio
+LABEL_STUDIO_URL = Var("LABEL_STUDIO_URL", parse_url, _NO_TEXT)
+LABEL_STUDIO_HOST = Var("LABEL_STUDIO_HOST", parse_url, _NO_TEXT)
+LABEL_STUDIO_API_KEY = Var("LABEL_STUDIO_API_KEY", parse_text, _NO_TEXT)
+LOCAL_FILES_DOCUMENT_ROOT = Var("LOCAL_FILES_DOCUMENT_ROOT", parse_path, _NO_PATH)
+# Fetching task images
+SVTR_ALLOWED_HOSTS = Var("SVTR_ALLOWED_HOSTS", parse_hosts, ())
+SVTR_FETCH_TIMEOUT = Var("SVTR_FETCH_TIMEOUT", parse_positive_float, 30.0)
+SVTR_FETCH_CACHE = Var("SVTR_FETCH_CACHE", _off_or_path, _NO_PATH)
+# Pre-annotation of tasks
+SVTR_PREDICTION_CACHE = Var("SVTR_PREDICTION_CACHE", parse_bool, True)
+SVTR_BATCH_SIZE = Var("SVTR_BATCH_SIZE", parse_positive_int, 4)
+SVTR_FETCH_THREADS = Var("SVTR_FETCH_THREADS", parse_positive_int, 4)
+# The ML backend
+SVTR_STORE = Var("SVTR_STORE", parse_path, _NO_PATH)
+SVTR_MAX_REQUEST_BYTES = Var("SVTR_MAX_REQUEST_BYTES", parse_positive_int, DEFAULT_MAX_REQUEST_BYTES)
+SVTR_PRELOAD = Var("SVTR_PRELOAD", parse_bool, True)
+BASIC_AUTH_USER = Var("BASIC_AUTH_USER", parse_text, _NO_TEXT)
+BASIC_AUTH_PASS = Var("BASIC_AUTH_PASS", parse_text, _NO_TEXT)
+HOST = Var("HOST", parse_text, "0.0.0.0")
+PORT = Var("PORT", parse_port, 9090)
+LOG_LEVEL = Var("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info")
+MODEL_DIR = Var("MODEL_DIR", parse_path, _NO_PATH)
+RQ_QUEUE_NAME = Var("RQ_QUEUE_NAME", parse_text, "default")
+REDIS_HOST = Var("REDIS_HOST", parse_text, "localhost")
+REDIS_PORT = Var("REDIS_PORT", parse_port, 6379)
+
+VARIABLES: tuple[Var, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Var))
+
+
+# --- the settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which models the pipeline runs. None keeps the profile's own choice."""
+
+    profile: str = DEFAULT_PROFILE
+    det_model_dir: Path | None = None
+    rec_model_dir: Path | None = None
+    textline_model_dir: Path | None = None
+    engine: str | None = None  # "paddle", "onnxruntime"; None: the profile's (PaddleOCR decides)
+    use_doc_orientation: bool | None = None
+    use_doc_unwarping: bool | None = None
+    use_textline_orientation: bool | None = None
+    det_limit_side_len: int | None = None
+    det_limit_type: str | None = None  # "min" or "max"
+    det_max_side: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "ModelSettings":
+        return cls(
+            profile=SVTR_PROFILE.read(env),
+            det_model_dir=SVTR_DET_MODEL_DIR.read(env),
+            rec_model_dir=SVTR_REC_MODEL_DIR.read(env),
+            textline_model_dir=SVTR_TEXTLINE_MODEL_DIR.read(env),
+            engine=SVTR_ENGINE.read(env),
+            use_doc_orientation=SVTR_USE_DOC_ORIENTATION.read(env),
+            use_doc_unwarping=SVTR_USE_DOC_UNWARPING.read(env),
+            use_textline_orientation=SVTR_USE_TEXTLINE_ORIENTATION.read(env),
+            det_limit_side_len=SVTR_DET_LIMIT_SIDE_LEN.read(env),
+            det_limit_type=SVTR_DET_LIMIT_TYPE.read(env),
+            det_max_side=SVTR_DET_MAX_SIDE.read(env),
+        )
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the pipelines run. None: chosen for the machine and inference engine (see ocr.engine)."""
+
+    device: str = "cpu"
+    workers: int | None = None  # pipelines kept per process
+    cpu_threads: int | None = None  # inference threads per pipeline
+    # Lines per recognizer call; default: 1 for ONNX Runtime on CPU, else 6 (PaddleOCR's own).
+    # ONNX Runtime on CPU runs a batch slower per line, even of lines padded to the same width
+    # (benchmarks/bench.py: 1 line per call reads 50 pages 1.14x faster than 6), and one line per
+    # call makes each result independent of its neighbours' padding: re-recognizing a box alone
+    # gives back the page's text and score. Paddle Inference is the other way round (PP-OCRv4 mobile
+    # rec on 132 lines, 1 or 2 threads, with or without oneDNN: 6 lines per call ~2x faster than 1).
+    rec_batch_size: int | None = None
+    enable_mkldnn: bool | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "EngineSettings":
+        return cls(
+            device=SVTR_DEVICE.read(env),
+            workers=SVTR_WORKERS.read(env),
+            cpu_threads=SVTR_CPU_THREADS.read(env),
+            rec_batch_size=SVTR_REC_BATCH_SIZE.read(env),
+            enable_mkldnn=SVTR_ENABLE_MKLDNN.read(env),
+        )
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Checked on every image before its pixels are decoded."""
+
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "ImageLimits":
+        return cls(max_pixels=SVTR_MAX_IMAGE_PIXELS.read(env), max_bytes=SVTR_MAX_IMAGE_BYTES.read(env))
+
+
+@dataclass(frozen=True)
+class LabelStudioSettings:
+    """The Label Studio server and the folder its local files are served from."""
+
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    document_root: Path | None = None  # LOCAL_FILES_DOCUMENT_ROOT: /data/local-files/?d= paths are relative to it
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "LabelStudioSettings":
+        return cls(
+            url=LABEL_STUDIO_URL.read(env) or LABEL_STUDIO_HOST.read(env),
+            api_key=LABEL_STUDIO_API_KEY.read(env),
+            document_root=LOCAL_FILES_DOCUMENT_ROOT.read(env),
+        )
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """What the image fetcher may fetch, with which credentials, within which limits."""
+
+    ls_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    document_root: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    cache: Path | None = None  # None: no disk cache
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    timeout: float = 30.0
+    max_redirects: int = 5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "FetchSettings":
+        ls = LabelStudioSettings.from_env(env)
+        cache = SVTR_FETCH_CACHE.read(env)
+        off = (env.get(SVTR_FETCH_CACHE.name) or "").strip() != "" and cache is None
+        return cls(
+            ls_url=ls.url,
+            api_key=ls.api_key,
+            document_root=ls.document_root,
+            allowed_hosts=SVTR_ALLOWED_HOSTS.read(env),
+            cache=None if off else cache or cache_dir(env) / "images",
+            max_bytes=SVTR_MAX_IMAGE_BYTES.read(env),
+            timeout=SVTR_FETCH_TIMEOUT.read(env),
+        )
+
+
+@dataclass(frozen=True)
+class PreannotateSettings:
+    """Pre-annotation of Label Studio tasks (the backend's /predict, `svtr-label push`)."""
+
+    batch_size: int = 4  # task images per inference call
+    fetch_threads: int = 4  # downloads at a time while the previous batch is inferred
+    prediction_cache: bool = True  # the cache shared with `svtr-label predict`
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "PreannotateSettings":
+        return cls(
+            batch_size=SVTR_BATCH_SIZE.read(env),
+            fetch_threads=SVTR_FETCH_THREADS.read(env),
+            prediction_cache=SVTR_PREDICTION_CACHE.read(env),
+        )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The ML backend's server."""
+
+    host: str = "0.0.0.0"
+    port: int = 9090
+    log_level: str = "info"
+    preload: bool = True  # load the models at start-up, not on the first request
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = field(default=None, repr=False)
+    store: Path | None = None  # corrections store for webhooks; None: <cache>/store.sqlite
+    model_dir: Path | None = None  # label-studio-ml's job folder; None: <cache>/ml-backend
+    rq_queue: str = "default"
+    redis_host: str = "localhost"
+    redis_port: int = 6379
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "ServerSettings":
+        return cls(
+            host=HOST.read(env),
+            port=PORT.read(env),
+            log_level=LOG_LEVEL.read(env),
+            preload=SVTR_PRELOAD.read(env),
+            max_request_bytes=SVTR_MAX_REQUEST_BYTES.read(env),
+            basic_auth_user=BASIC_AUTH_USER.read(env),
+            basic_auth_pass=BASIC_AUTH_PASS.read(env),
+            store=SVTR_STORE.read(env),
+            model_dir=MODEL_DIR.read(env),
+            rq_queue=RQ_QUEUE_NAME.read(env),
+            redis_host=REDIS_HOST.read(env),
+            redis_port=REDIS_PORT.read(env),
+        )
+
+
+def quiet_paddlex() -> None:
+    """PaddleX probes model hosts when it is imported unless told not to, and no machine of ours
+    reaches them: call before importing paddlex or paddleocr. The user's own setting is kept."""
+    os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+
+
+def cache_dir(env: Mapping[str, str]) -> Path:
+    """SVTR_CACHE_DIR, else $XDG_CACHE_HOME/svtr-label, else ~/.cache/svtr-label."""
+    explicit = SVTR_CACHE_DIR.read(env)
+    if explicit is not None:
+        return explicit
+    return (XDG_CACHE_HOME.read(env) or Path("~/.cache").expanduser()) / "svtr-label"
+
+
+def paddlex_cache_home(env: Mapping[str, str]) -> Path:
+    """Where PaddleX keeps the weights it downloads (its own PADDLE_PDX_CACHE_HOME, else ~/.paddlex)."""
+    return PADDLE_PDX_CACHE_HOME.read(env) or Path("~/.paddlex").expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of svtr-label's settings. Build with `from_env`; change with `dataclasses.replace`."""
+
+    cache_dir: Path = field(default_factory=lambda: cache_dir({}))
+    paddlex_cache_home: Path = field(default_factory=lambda: paddlex_cache_home({}))
+    models: ModelSettings = field(default_factory=ModelSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    images: ImageLimits = field(default_factory=ImageLimits)
+    label_studio: LabelStudioSettings = field(default_factory=LabelStudioSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    preannotate: PreannotateSettings = field(default_factory=PreannotateSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read every variable of `env` (default: the process environment); a bad value raises
+        SettingsError naming the variable."""
+        env = os.environ if env is None else env
+        return cls(
+            cache_dir=cache_dir(env),
+            paddlex_cache_home=paddlex_cache_home(env),
+            models=ModelSettings.from_env(env),
+            engine=EngineSettings.from_env(env),
+            images=ImageLimits.from_env(env),
+            label_studio=LabelStudioSettings.from_env(env),
+            fetch=FetchSettings.from_env(env),
+            preannotate=PreannotateSettings.from_env(env),
+            server=ServerSettings.from_env(env),
+        )
+
+    @property
+    def store_path(self) -> Path:
+        """The backend's corrections store: SVTR_STORE, else <cache>/store.sqlite."""
+        return self.server.store or self.cache_dir / "store.sqlite"
+
+    @property
+    def prediction_cache_path(self) -> Path:
+        return self.cache_dir / "predictions.sqlite"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where the bundled model folders are laid out."""
+        return self.cache_dir / "models"
+
+    @property
+    def ml_backend_dir(self) -> Path:
+        return self.server.model_dir or self.cache_dir / "ml-backend"
