@@ -8,13 +8,17 @@ LABEL_STUDIO_VERSION ?= 1.23.*
 # provides the same `cv2` module: reinstalling this one last keeps PaddleX's.
 OPENCV := opencv-contrib-python==4.10.0.84
 
-.PHONY: demo test setup system-deps label-studio clean
+.PHONY: demo test test-fast setup system-deps label-studio clean
 
 demo: $(VENV)/.installed
 	$(BIN)/svtr-label predict samples --profile bundled --root . -o out/tasks.json
 
 test: $(VENV)/.installed $(VENV)/.paddle-weights system-deps label-studio
 	SVTR_LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio bash .ci/pytest.sh $(BIN)/python
+
+# The fast tier: no models, servers or browsers (under a minute).
+test-fast: $(VENV)/.installed
+	bash .ci/pytest.sh $(BIN)/python -m "not slow"
 
 setup: $(VENV)/.installed
 

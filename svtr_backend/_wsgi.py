@@ -17,21 +17,22 @@ import base64
 import hmac
 import logging
 import sys
-from dataclasses import replace
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 if __package__ in (None, ""):  # run as a script (label-studio-ml start): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flask import Flask, Response, current_app, jsonify, request  # noqa: E402
+from label_studio_ml.api import init_app  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
-from label_studio_ml.api import init_app  # noqa: E402
 from svtr_backend.model import SvtrBackend, serving_settings  # noqa: E402
 from svtr_label.errors import RequestError, StoreError, SvtrLabelError, http_status_for  # noqa: E402
+from svtr_label.labelstudio.payloads import WebhookEvent  # noqa: E402
 from svtr_label.services import Services  # noqa: E402
 from svtr_label.settings import Settings  # noqa: E402
 
@@ -101,10 +102,10 @@ def webhook() -> Response:
     event = body.pop("action", None)
     if not event:
         raise RequestError("a webhook body needs an 'action' (e.g. ANNOTATION_CREATED)")
-    project = body.get("project") if isinstance(body.get("project"), dict) else {}
-    model = state().model(project.get("label_config"))
+    project = body.get("project")
+    model = state().model(project.get("label_config") if isinstance(project, dict) else None)
     try:
-        result = model.fit(event, body)
+        result = model.fit(event, cast(WebhookEvent, body))
     except StoreError as exc:
         return json_error(422, f"{event} not stored: {exc}")
     return jsonify(result), 201 if result.get("status") != "ignored" else 200
@@ -236,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 LOG_FORMAT = "[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"
+
+app: Flask  # built by __getattr__ on first use
+
 
 def __getattr__(name: str) -> Any:
     """`svtr_backend._wsgi:app` for gunicorn: built from the environment when first asked for,

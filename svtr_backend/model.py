@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from label_studio_ml.model import LabelStudioMLBase
 
 from svtr_label.core.images import DecodedImage
 from svtr_label.core.page import Region
 from svtr_label.errors import ImageError
-from svtr_label.labelstudio.format import LabelConfig, recommended_config, results_to_regions
+from svtr_label.labelstudio.format import (
+    LabelConfig,
+    recommended_config,
+    results_to_regions,
+)
+from svtr_label.labelstudio.payloads import (
+    PredictionAnswer,
+    Result,
+    ResultValue,
+    Task,
+    WebhookEvent,
+)
 from svtr_label.labelstudio.preannotate import empty, failed, predict_tasks, task_image
 from svtr_label.ocr.engine import OcrEngine
 from svtr_label.services import Services
@@ -66,24 +77,24 @@ class SvtrBackend(LabelStudioMLBase):
 
     # -- predict ---------------------------------------------------------------------------------
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(self, tasks: list[Task], context: dict[str, Any] | None = None, **kwargs: Any) -> list[PredictionAnswer]:
         """One entry per task, in order. With drawn regions in `context`: only those, re-read."""
         drawn = (context or {}).get("result") if isinstance(context, dict) else None
         if drawn and tasks:
             return [self.recognize_drawn(tasks[0], drawn)] + [empty() for _ in tasks[1:]]
         return self.predict_pages(tasks)
 
-    def predict_pages(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict_pages(self, tasks: list[Task]) -> list[PredictionAnswer]:
         s = self.services
         return predict_tasks(tasks, self.config, self.engine, s.fetcher(), s.prediction_cache(),
                              s.settings.preannotate, s.settings.images)
 
-    def load_image(self, task: dict[str, Any]) -> DecodedImage:
+    def load_image(self, task: Task) -> DecodedImage:
         return task_image(task, self.config, self.services.fetcher(), self.services.settings.images)
 
     # -- interactive -----------------------------------------------------------------------------
 
-    def recognize_drawn(self, task: dict[str, Any], drawn: list[dict[str, Any]]) -> dict[str, Any]:
+    def recognize_drawn(self, task: Task, drawn: list[Result]) -> PredictionAnswer:
         """Read the text inside the regions the user drew; answer with their own ids and shapes."""
         try:
             image = self.load_image(task)
@@ -93,19 +104,19 @@ class SvtrBackend(LabelStudioMLBase):
         if not regions:
             return empty("the context holds no rectangle or polygon to read")
         texts = self.engine.recognize(image, [r.points for r in regions])
-        result: list[dict[str, Any]] = []
+        result: list[Result] = []
         for region, rec in zip(regions, texts):
             parts = [r for r in drawn if isinstance(r, dict) and str(r.get("id")) == region.id]
             result.extend(self._region_answer(parts, region, rec.text, rec.score, image))
         scores = [t.score for t in texts]
         return {"result": result, "score": round(sum(scores) / len(scores), 6), "model_version": self.model_version}
 
-    def _region_answer(self, parts: list[dict[str, Any]], region: Region, text: str, score: float, image: DecodedImage) -> list[dict[str, Any]]:
+    def _region_answer(self, parts: list[Result], region: Region, text: str, score: float, image: DecodedImage) -> list[Result]:
         """The drawn shape and labels as they were (the box must not move), plus its text."""
         kept = [p for p in parts if p.get("type") != "textarea"]
         shape = next((p for p in kept if any(k in p.get("value", {}) for k in ("points", "x"))), kept[0] if kept else parts[0])
         geometry = {k: v for k, v in shape.get("value", {}).items() if k not in NON_GEOMETRY}
-        textarea = {
+        textarea: Result = {
             "id": region.id,
             "from_name": self.config.textarea,
             "to_name": shape.get("to_name") or self.config.image,
@@ -113,20 +124,20 @@ class SvtrBackend(LabelStudioMLBase):
             "original_width": shape.get("original_width") or image.width,
             "original_height": shape.get("original_height") or image.height,
             "image_rotation": shape.get("image_rotation", 0),
-            "value": {**geometry, "text": [text]},
+            "value": cast(ResultValue, {**geometry, "text": [text]}),
             "score": score,
         }
-        return [{**p, "score": score} for p in kept] + [textarea]
+        return [cast(Result, {**p, "score": score}) for p in kept] + [textarea]
 
     # -- webhooks --------------------------------------------------------------------------------
 
-    def fit(self, event: Any, data: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    def fit(self, event: Any, data: WebhookEvent | None = None, **kwargs: Any) -> dict[str, Any]:
         """Annotation webhooks update the corrections store (idempotent: repeats and stale events change nothing)."""
         if event not in WEBHOOK_EVENTS or not isinstance(data, dict):
             return {"status": "ignored", "event": str(event)}
         changed = self.services.store().apply_webhook({"action": event, **data})
         return {"status": "stored" if changed else "unchanged", "event": event}
 
-    def process_event(self, event: str, data: dict[str, Any], job_id: Any, additional_params: dict[str, Any]) -> dict[str, Any]:
+    def process_event(self, event: str, data: WebhookEvent, job_id: Any, additional_params: dict[str, Any]) -> dict[str, Any]:
         # label-studio-ml 1.0.9 calls fit((), event=..., data=...); route to the 2.x signature.
         return self.fit(event, data, job_id=job_id)

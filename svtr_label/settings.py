@@ -14,7 +14,7 @@ read the environment themselves. Command-line flags are applied with `dataclasse
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Generic, Mapping, TypeVar
 
@@ -46,22 +46,29 @@ def parse_bool(raw: str) -> bool:
     raise ValueError("expected one of 1, true, yes, on, 0, false, no, off")
 
 
-def parse_positive_int(raw: str) -> int:
-    value = int(raw.strip())
-    if value < 1:
-        raise ValueError("expected a whole number of at least 1")
+def _int_within(raw: str, low: int, high: int, expected: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected {expected}") from None
+    if not low <= value <= high:
+        raise ValueError(f"expected {expected}")
     return value
+
+
+def parse_positive_int(raw: str) -> int:
+    return _int_within(raw, 1, 2**63 - 1, "a whole number of at least 1")
 
 
 def parse_port(raw: str) -> int:
-    value = int(raw.strip())
-    if not 0 < value < 65536:
-        raise ValueError("expected a port number between 1 and 65535")
-    return value
+    return _int_within(raw, 1, 65535, "a port number between 1 and 65535")
 
 
 def parse_positive_float(raw: str) -> float:
-    value = float(raw.strip())
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number above 0") from None
     if not value > 0:
         raise ValueError("expected a number above 0")
     return value
@@ -156,7 +163,7 @@ LABEL_STUDIO_HOST = Var("LABEL_STUDIO_HOST", parse_url, _NO_TEXT)
 LABEL_STUDIO_API_KEY = Var("LABEL_STUDIO_API_KEY", parse_text, _NO_TEXT)
 LOCAL_FILES_DOCUMENT_ROOT = Var("LOCAL_FILES_DOCUMENT_ROOT", parse_path, _NO_PATH)
 # Fetching task images
-SVTR_ALLOWED_HOSTS = Var("SVTR_ALLOWED_HOSTS", parse_hosts, ())
+SVTR_ALLOWED_HOSTS: Var[tuple[str, ...]] = Var("SVTR_ALLOWED_HOSTS", parse_hosts, ())
 SVTR_FETCH_TIMEOUT = Var("SVTR_FETCH_TIMEOUT", parse_positive_float, 30.0)
 SVTR_FETCH_CACHE = Var("SVTR_FETCH_CACHE", _off_or_path, _NO_PATH)
 # Pre-annotation of tasks
@@ -180,79 +187,62 @@ REDIS_PORT = Var("REDIS_PORT", parse_port, 6379)
 VARIABLES: tuple[Var, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Var))
 
 
+def setting(var: Var[T], *, secret: bool = False) -> T:
+    """A settings field read from `var`, defaulting to its default; secrets stay out of reprs."""
+    return field(default=var.default, repr=not secret, metadata={"var": var})  # type: ignore[no-any-return]
+
+
+class _FromEnv:
+    """`from_env` for a settings dataclass whose fields are `setting(VAR)`s."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]):  # type: ignore[no-untyped-def]
+        return cls(**{f.name: f.metadata["var"].read(env) for f in fields(cls) if "var" in f.metadata})  # type: ignore[arg-type, call-arg]
+
+
 # --- the settings ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ModelSettings:
+class ModelSettings(_FromEnv):
     """Which models the pipeline runs. None keeps the profile's own choice."""
 
-    profile: str = DEFAULT_PROFILE
-    det_model_dir: Path | None = None
-    rec_model_dir: Path | None = None
-    textline_model_dir: Path | None = None
-    engine: str | None = None  # "paddle", "onnxruntime"; None: the profile's (PaddleOCR decides)
-    use_doc_orientation: bool | None = None
-    use_doc_unwarping: bool | None = None
-    use_textline_orientation: bool | None = None
-    det_limit_side_len: int | None = None
-    det_limit_type: str | None = None  # "min" or "max"
-    det_max_side: int | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "ModelSettings":
-        return cls(
-            profile=SVTR_PROFILE.read(env),
-            det_model_dir=SVTR_DET_MODEL_DIR.read(env),
-            rec_model_dir=SVTR_REC_MODEL_DIR.read(env),
-            textline_model_dir=SVTR_TEXTLINE_MODEL_DIR.read(env),
-            engine=SVTR_ENGINE.read(env),
-            use_doc_orientation=SVTR_USE_DOC_ORIENTATION.read(env),
-            use_doc_unwarping=SVTR_USE_DOC_UNWARPING.read(env),
-            use_textline_orientation=SVTR_USE_TEXTLINE_ORIENTATION.read(env),
-            det_limit_side_len=SVTR_DET_LIMIT_SIDE_LEN.read(env),
-            det_limit_type=SVTR_DET_LIMIT_TYPE.read(env),
-            det_max_side=SVTR_DET_MAX_SIDE.read(env),
-        )
+    profile: str = setting(SVTR_PROFILE)
+    det_model_dir: Path | None = setting(SVTR_DET_MODEL_DIR)
+    rec_model_dir: Path | None = setting(SVTR_REC_MODEL_DIR)
+    textline_model_dir: Path | None = setting(SVTR_TEXTLINE_MODEL_DIR)
+    engine: str | None = setting(SVTR_ENGINE)  # "paddle", "onnxruntime"; None: the profile's (PaddleOCR decides)
+    use_doc_orientation: bool | None = setting(SVTR_USE_DOC_ORIENTATION)
+    use_doc_unwarping: bool | None = setting(SVTR_USE_DOC_UNWARPING)
+    use_textline_orientation: bool | None = setting(SVTR_USE_TEXTLINE_ORIENTATION)
+    det_limit_side_len: int | None = setting(SVTR_DET_LIMIT_SIDE_LEN)
+    det_limit_type: str | None = setting(SVTR_DET_LIMIT_TYPE)  # "min" or "max"
+    det_max_side: int | None = setting(SVTR_DET_MAX_SIDE)
 
 
 @dataclass(frozen=True)
-class EngineSettings:
+class EngineSettings(_FromEnv):
     """How the pipelines run. None: chosen for the machine and inference engine (see ocr.engine)."""
 
-    device: str = "cpu"
-    workers: int | None = None  # pipelines kept per process
-    cpu_threads: int | None = None  # inference threads per pipeline
+    device: str = setting(SVTR_DEVICE)
+    workers: int | None = setting(SVTR_WORKERS)  # pipelines kept per process
+    cpu_threads: int | None = setting(SVTR_CPU_THREADS)  # inference threads per pipeline
     # Lines per recognizer call; default: 1 for ONNX Runtime on CPU, else 6 (PaddleOCR's own).
     # ONNX Runtime on CPU runs a batch slower per line, even of lines padded to the same width
     # (benchmarks/bench.py: 1 line per call reads 50 pages 1.14x faster than 6), and one line per
     # call makes each result independent of its neighbours' padding: re-recognizing a box alone
     # gives back the page's text and score. Paddle Inference is the other way round (PP-OCRv4 mobile
     # rec on 132 lines, 1 or 2 threads, with or without oneDNN: 6 lines per call ~2x faster than 1).
-    rec_batch_size: int | None = None
-    enable_mkldnn: bool | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "EngineSettings":
-        return cls(
-            device=SVTR_DEVICE.read(env),
-            workers=SVTR_WORKERS.read(env),
-            cpu_threads=SVTR_CPU_THREADS.read(env),
-            rec_batch_size=SVTR_REC_BATCH_SIZE.read(env),
-            enable_mkldnn=SVTR_ENABLE_MKLDNN.read(env),
-        )
+    rec_batch_size: int | None = setting(SVTR_REC_BATCH_SIZE)
+    enable_mkldnn: bool | None = setting(SVTR_ENABLE_MKLDNN)
 
 
 @dataclass(frozen=True)
-class ImageLimits:
+class ImageLimits(_FromEnv):
     """Checked on every image before its pixels are decoded."""
 
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "ImageLimits":
-        return cls(max_pixels=SVTR_MAX_IMAGE_PIXELS.read(env), max_bytes=SVTR_MAX_IMAGE_BYTES.read(env))
+    max_pixels: int = setting(SVTR_MAX_IMAGE_PIXELS)
+    max_bytes: int = setting(SVTR_MAX_IMAGE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -302,55 +292,30 @@ class FetchSettings:
 
 
 @dataclass(frozen=True)
-class PreannotateSettings:
+class PreannotateSettings(_FromEnv):
     """Pre-annotation of Label Studio tasks (the backend's /predict, `svtr-label push`)."""
 
-    batch_size: int = 4  # task images per inference call
-    fetch_threads: int = 4  # downloads at a time while the previous batch is inferred
-    prediction_cache: bool = True  # the cache shared with `svtr-label predict`
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "PreannotateSettings":
-        return cls(
-            batch_size=SVTR_BATCH_SIZE.read(env),
-            fetch_threads=SVTR_FETCH_THREADS.read(env),
-            prediction_cache=SVTR_PREDICTION_CACHE.read(env),
-        )
+    batch_size: int = setting(SVTR_BATCH_SIZE)  # task images per inference call
+    fetch_threads: int = setting(SVTR_FETCH_THREADS)  # downloads at a time while the previous batch is inferred
+    prediction_cache: bool = setting(SVTR_PREDICTION_CACHE)  # the cache shared with `svtr-label predict`
 
 
 @dataclass(frozen=True)
-class ServerSettings:
+class ServerSettings(_FromEnv):
     """The ML backend's server."""
 
-    host: str = "0.0.0.0"
-    port: int = 9090
-    log_level: str = "info"
-    preload: bool = True  # load the models at start-up, not on the first request
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    basic_auth_user: str | None = None
-    basic_auth_pass: str | None = field(default=None, repr=False)
-    store: Path | None = None  # corrections store for webhooks; None: <cache>/store.sqlite
-    model_dir: Path | None = None  # label-studio-ml's job folder; None: <cache>/ml-backend
-    rq_queue: str = "default"
-    redis_host: str = "localhost"
-    redis_port: int = 6379
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "ServerSettings":
-        return cls(
-            host=HOST.read(env),
-            port=PORT.read(env),
-            log_level=LOG_LEVEL.read(env),
-            preload=SVTR_PRELOAD.read(env),
-            max_request_bytes=SVTR_MAX_REQUEST_BYTES.read(env),
-            basic_auth_user=BASIC_AUTH_USER.read(env),
-            basic_auth_pass=BASIC_AUTH_PASS.read(env),
-            store=SVTR_STORE.read(env),
-            model_dir=MODEL_DIR.read(env),
-            rq_queue=RQ_QUEUE_NAME.read(env),
-            redis_host=REDIS_HOST.read(env),
-            redis_port=REDIS_PORT.read(env),
-        )
+    host: str = setting(HOST)
+    port: int = setting(PORT)
+    log_level: str = setting(LOG_LEVEL)
+    preload: bool = setting(SVTR_PRELOAD)  # load the models at start-up, not on the first request
+    max_request_bytes: int = setting(SVTR_MAX_REQUEST_BYTES)
+    basic_auth_user: str | None = setting(BASIC_AUTH_USER)
+    basic_auth_pass: str | None = setting(BASIC_AUTH_PASS, secret=True)
+    store: Path | None = setting(SVTR_STORE)  # corrections store for webhooks; None: <cache>/store.sqlite
+    model_dir: Path | None = setting(MODEL_DIR)  # label-studio-ml's job folder; None: <cache>/ml-backend
+    rq_queue: str = setting(RQ_QUEUE_NAME)
+    redis_host: str = setting(REDIS_HOST)
+    redis_port: int = setting(REDIS_PORT)
 
 
 def quiet_paddlex() -> None:

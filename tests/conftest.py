@@ -64,6 +64,21 @@ def wait_for_http(
     pytest.fail(f"{what} did not answer on {url} within {timeout:.0f} s:\n{log_tail()}")
 
 
+SLOW_MARKERS = ("pipeline", "labelstudio", "browser", "server")
+MODEL_FIXTURES = {"engine", "synth_predictions"}  # they load the models and run them
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier (`pytest -m "not slow"`) leaves out every test that runs the models, a
+    server or a browser: a test using a model fixture is marked pipeline, and every test with
+    one of SLOW_MARKERS is marked slow."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pipeline)
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def real_images() -> Path:
     if not REAL_IMAGES.is_dir():

@@ -28,6 +28,8 @@ from svtr_label.settings import FetchSettings
 
 from conftest import REAL_IMAGES, free_port, wait_for_http
 
+pytestmark = pytest.mark.pipeline  # every route runs on the real bundled engine
+
 CONFIG = recommended_config()
 
 
@@ -448,6 +450,7 @@ def serving(cmd, root, wait_loaded=False, timeout=180):
     ],
     ids=["python-_wsgi.py", "label-studio-ml-start"],
 )
+@pytest.mark.server
 def test_starts_the_documented_ways(root, cmd):
     bin_dir = Path(sys.executable).parent
     cmd = [c.replace("{python}", sys.executable).replace("{label_studio_ml}", str(bin_dir / "label-studio-ml")) for c in cmd]
@@ -456,6 +459,7 @@ def test_starts_the_documented_ways(root, cmd):
         assert body["status"] == "UP" and body["profile"] == "bundled"
 
 
+@pytest.mark.server
 def test_load_run_gunicorn_threads_8_clients_x_25(root):
     """8 concurrent clients x 25 /predict calls on one gunicorn worker with threads: zero errors."""
     cmd = [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "8", "--bind", "127.0.0.1:{port}", "svtr_backend._wsgi:app"]

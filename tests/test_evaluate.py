@@ -97,8 +97,8 @@ def test_matching_is_one_to_one_and_ignores_illegible():
     ))
     assert [(t, p) for t, p, _ in match(truth.regions, pred.regions)] == [(0, 0), (1, 2)]
     m = metrics([compare_page("x", truth, pred)])
-    assert (m["truth_lines"], m["pred_lines"], m["matched"], m["correct"]) == (1, 2, 1, 1)
-    assert m["det_precision"] == 0.5 and m["det_recall"] == 1.0 and m["det_hmean"] == pytest.approx(2 / 3)
+    assert (m.truth_lines, m.pred_lines, m.matched, m.correct) == (1, 2, 1, 1)
+    assert m.det_precision == 0.5 and m.det_recall == 1.0 and m.det_hmean == pytest.approx(2 / 3)
 
 
 def test_spaces_edit_distance_and_model_versions(tmp_path):
@@ -109,7 +109,7 @@ def test_spaces_edit_distance_and_model_versions(tmp_path):
     image_id = store.add_page(v1, "page.png")
     store.add_page(v2, "page.png")
     store.import_label_studio_tasks([annotated_task(1, "page.png", truth, 1)])
-    result = evaluate(store, store)
+    result = evaluate(store, store).to_dict()
     m1, m2 = result["model_versions"]["m1"]["overall"], result["model_versions"]["m2"]["overall"]
     assert (m1["line_acc"], m1["line_acc_nospace"]) == (0.0, 0.5)
     assert m1["norm_edit_dis"] == pytest.approx(1 - (1 / 5 + 3 / 7) / 2)

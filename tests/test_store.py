@@ -335,3 +335,79 @@ def test_webhook_refs_cannot_make_the_store_read_files_outside_the_document_root
         assert store.find_image(ref=ref) is None, ref  # nothing stored that an export would read later
     store.apply_webhook(_webhook("/data/local-files/?d=inside/p.png", results, ann_id=20))
     assert store.get_image(store.find_image(ref="/data/local-files/?d=inside/p.png")).sha256 == synth_predictions[0].sha256
+
+
+# --- listing ------------------------------------------------------------------------------------
+
+
+def _page(key: str, version: str, lines: list[str], scores: list[float | None]) -> Page:
+    regions = tuple(Region(f"{key}{i}", ((0, 10 * i), (40, 10 * i), (40, 10 * i + 8), (0, 10 * i + 8)), text, score)
+                    for i, (text, score) in enumerate(zip(lines, scores)))
+    return Page(200, 100, key * 64, regions, model_version=version)
+
+
+def test_listing_reads_in_bulk_and_matches_get_image(tmp_path):
+    store = Store(tmp_path / "s.db")
+    a = store.add_page(_page("a", "m1", ["a0", "a1", "a2"], [0.9, 0.5, 0.8]), "a.png")
+    store.set_text(a, "a0", "fixed", who="alice")
+    store.delete_region(a, "a1", who="alice")  # the lowest score goes
+    store.add_region(a, Region("new", ((0, 0), (9, 0), (9, 9), (0, 9)), "added"), who="bob")
+    store.set_text(a, "a2", "undone", who="bob")
+    store.undo(a)
+    store.add_page(_page("a", "m2", ["x"], [0.1]), "a.png")  # a later run: a's edits stay on m1
+    b = store.add_page(_page("b", "m1", ["b0"], [0.3]), "b.png")
+    store.add_page(_page("b", "m2", ["b0", "b1"], [0.6, 0.2]), "b.png")  # never edited: the latest shows
+    c = store.add_page(_page("c", "m1", ["c0"], [0.7]), "c.png")
+    store.set_text(c, "c0", "gone")
+    store.undo(c)  # every edit undone: c is pinned to no version until its next edit
+    store.add_page(_page("c", "m2", ["c0", "c1"], [0.4, 0.95]), "c.png")
+    store.set_image_state(c, "reviewed", who="carol")
+    d = store.add_page(_page("d", "m1", ["d0"], [0.99]), "d.png")
+    store.set_image_state(d, "reviewed")
+    store.undo(d)
+    annotated = _page("e", "", ["e0", "e1"], [None, None])
+    task = annotated_task(7, "/nowhere/e.png", annotated, ann_id=3)
+    task["predictions"] = [{"model_version": "ls-model", "result": page_to_results(_page("e", "", ["p0"], [0.6]), CONFIG)}]
+    (e,) = store.import_label_studio_tasks([task])
+    assert store.apply_webhook(_webhook("/data/upload/1/f.png", page_to_results(_page("f", "", ["f0"], [0.5]), CONFIG), ann_id=4))
+    f = store.find_image(ref="/data/upload/1/f.png")  # an image with an annotation and no prediction
+
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    listed = store.images()
+    store._conn.set_trace_callback(None)
+    expected = [store.get_image(i) for i in store.image_ids()]
+    assert listed == expected
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert 0 < len(selects) <= 4, selects  # a few bulk queries, not several per image
+
+    by_id = {i.id: i for i in listed}
+    assert (by_id[a].n_lines, by_id[a].min_score, by_id[a].n_edits, by_id[a].model_versions) == (3, 0.8, 3, ("m1", "m2"))
+    assert by_id[a].state == "in_progress"
+    assert (by_id[b].n_lines, by_id[b].min_score, by_id[b].n_edits, by_id[b].state) == (2, 0.2, 0, "unreviewed")
+    assert (by_id[c].n_lines, by_id[c].min_score, by_id[c].state) == (2, 0.4, "reviewed")
+    assert (by_id[d].state, by_id[d].n_edits) == ("unreviewed", 0)
+    assert (by_id[e].state, by_id[e].n_lines, by_id[e].n_edits, by_id[e].model_versions) == ("reviewed", 2, 1, ("ls-model",))
+    assert (by_id[f].n_lines, by_id[f].model_versions, by_id[f].ls_task_id) == (1, (), 9)
+
+    assert [i.id for i in store.images(state="reviewed")] == [c, e, f]
+    assert store.images(max_score=0.4) == [i for i in expected if i.min_score is not None and i.min_score <= 0.4]
+    assert {i.id for i in store.images(max_score=0.4)} >= {b, c}
+    by_score = store.images(sort="score")
+    assert by_score == sorted(expected, key=lambda i: (i.min_score if i.min_score is not None else 2.0, i.id))
+    assert by_score[0].id == b
+    assert store.images(state="in_progress", max_score=0.85, sort="score") == [by_id[a]]
+
+
+def test_import_skips_predictions_listed_as_ids(tmp_path):
+    """Label Studio's JSON export lists a task's predictions as ids: nothing to import from those."""
+    page = _page("g", "m1", ["g0"], [0.5])
+    tasks = [
+        {"id": 4, "data": {"image": "/nowhere/g.png"}, "predictions": [17, {"model_version": "m1", "result": page_to_results(page, CONFIG)}]},
+        annotated_task(5, "/nowhere/h.png", _page("h", "", ["h0"], [None]), ann_id=8),
+    ]
+    tasks[1]["predictions"] = [18, 19]  # the size comes from the annotation
+    store = Store(tmp_path / "s.db")
+    g, h = store.import_label_studio_tasks(tasks)
+    assert list(store.predictions(g)) == ["m1"] and texts(store.current_page(g)) == ["g0"]
+    assert store.predictions(h) == {} and texts(store.current_page(h)) == ["h0"]

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import ipywidgets as w
 
-from svtr_label.ocr.engine import OcrEngine
 from svtr_label.core.page import Page
+from svtr_label.ocr.engine import OcrEngine
 from svtr_label.store import IMAGE_STATES, ImageInfo, Store
 
 from . import render

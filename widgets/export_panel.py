@@ -11,13 +11,19 @@ from typing import Callable
 
 import ipywidgets as w
 
+from svtr_label.dataset.formats import (
+    FORMATS,
+    ON_INVALID,
+    ExportOptions,
+    ExportResult,
+    run_export,
+)
 from svtr_label.dataset.target import rec_target
+from svtr_label.dataset.validate import DEFAULT_MAX_TEXT_LENGTH, Issue
+from svtr_label.errors import SvtrLabelError
 from svtr_label.services import Services
 from svtr_label.settings import PROFILE_NAMES
-from svtr_label.errors import SvtrLabelError
-from svtr_label.dataset.formats import FORMATS, ON_INVALID, ExportOptions, ExportResult, run_export
 from svtr_label.store import Store
-from svtr_label.dataset.validate import DEFAULT_MAX_TEXT_LENGTH, Issue
 
 Progress = Callable[[int, str], None]  # percent done, what is happening
 

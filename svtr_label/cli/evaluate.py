@@ -32,10 +32,10 @@ def cmd_eval(args: argparse.Namespace, services: Services) -> int:
         truth.close()
         pred.close()
     print(format_table(result))
-    if result["pred_images_without_truth"]:
-        print(f"{result['pred_images_without_truth']} predicted images have no corrected truth: not counted", file=sys.stderr)
+    if result.pred_images_without_truth:
+        print(f"{result.pred_images_without_truth} predicted images have no corrected truth: not counted", file=sys.stderr)
     if args.json:
-        write_json_atomic(Path(args.json), result)
+        write_json_atomic(Path(args.json), result.to_dict())
     if args.plot:
         plot(result, Path(args.plot))
     return 0

@@ -7,8 +7,19 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from svtr_label.cli.options import add_label_studio_options, progress_bar, with_label_studio_options
-from svtr_label.dataset.formats import EXIT_INVALID, EXIT_REPORTED, FORMATS, ON_INVALID, ExportOptions, run_export
+from svtr_label.cli.options import (
+    add_label_studio_options,
+    progress_bar,
+    with_label_studio_options,
+)
+from svtr_label.dataset.formats import (
+    EXIT_INVALID,
+    EXIT_REPORTED,
+    FORMATS,
+    ON_INVALID,
+    ExportOptions,
+    run_export,
+)
 from svtr_label.dataset.target import rec_target
 from svtr_label.dataset.validate import DEFAULT_MAX_TEXT_LENGTH
 from svtr_label.labelstudio.sources import ImageSource

@@ -8,7 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from svtr_label.cli.options import add_profile_options, progress_bar, with_profile_options, write_json_atomic
+from svtr_label.cli.options import (
+    add_profile_options,
+    progress_bar,
+    with_profile_options,
+    write_json_atomic,
+)
 from svtr_label.core.images import find_images
 from svtr_label.errors import UsageError
 from svtr_label.labelstudio.format import load_config, make_task

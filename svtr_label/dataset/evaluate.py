@@ -14,13 +14,13 @@ Lines are matched one-to-one by outline (IoU > 0.5, best pairs first). Then:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from svtr_label.errors import DatasetError
 from svtr_label.core.geometry import quad_iou
 from svtr_label.core.page import Page, Region
+from svtr_label.errors import DatasetError
 from svtr_label.store import Store
 
 IOU_THRESHOLD = 0.5
@@ -103,37 +103,116 @@ def _ratio(num: float, den: float) -> float:
     return float(num) / den if den else 0.0
 
 
-def metrics(pages: Sequence[PageOutcome]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Metrics:
+    """Scores of a set of pages (one image, or all of a model_version's)."""
+
+    images: int
+    truth_lines: int
+    pred_lines: int  # predictions that count ('###' truth regions are don't-care)
+    matched: int  # truth lines with a prediction of IoU > 0.5
+    correct: int  # truth lines whose matched prediction has exactly their text
+    line_acc: float  # correct / truth_lines: the seed card's metric
+    line_acc_nospace: float  # the same with spaces ignored (PaddleOCR's RecMetric default)
+    rec_acc_matched: float  # correct / matched: the recognizer alone
+    norm_edit_dis: float  # 1 - mean normalized Levenshtein distance (unmatched lines count 1)
+    det_precision: float
+    det_recall: float
+    det_hmean: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ConfidenceRow:
+    """Matched lines scoring at least `threshold`: how many, their share, their accuracy, their errors."""
+
+    threshold: float
+    lines: int
+    coverage: float
+    accuracy: float
+    errors: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WrongLine:
+    image: str
+    truth: str
+    pred: str | None
+    score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VersionEvaluation:
+    """One model_version against the truth."""
+
+    overall: Metrics
+    images: dict[str, Metrics]  # by image name, sorted
+    confidence: tuple[ConfidenceRow, ...]
+    errors: tuple[WrongLine, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "overall": self.overall.to_dict(),
+            "images": {name: m.to_dict() for name, m in self.images.items()},
+            "confidence": [row.to_dict() for row in self.confidence],
+            "errors": [e.to_dict() for e in self.errors],
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The whole evaluation: each model_version's scores, and how many predicted images had no truth."""
+
+    model_versions: dict[str, VersionEvaluation]
+    pred_images_without_truth: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as `svtr-label eval --json` writes it."""
+        return {
+            "pred_images_without_truth": self.pred_images_without_truth,
+            "model_versions": {v: e.to_dict() for v, e in self.model_versions.items()},
+        }
+
+
+def metrics(pages: Sequence[PageOutcome]) -> Metrics:
     lines = [l for p in pages for l in p.lines]
     matched = [l for l in lines if l.pred is not None]
     n_pred = sum(p.n_pred for p in pages)
     precision, recall = _ratio(len(matched), n_pred), _ratio(len(matched), len(lines))
     dist = [levenshtein(l.truth, l.pred) / max(len(l.truth), len(l.pred), 1) if l.pred is not None else 1.0 for l in lines]
-    return {
-        "images": len(pages),
-        "truth_lines": len(lines),
-        "pred_lines": n_pred,
-        "matched": len(matched),
-        "correct": sum(l.correct for l in lines),
-        "line_acc": _ratio(sum(l.correct for l in lines), len(lines)),
-        "line_acc_nospace": _ratio(sum(l.correct_nospace for l in lines), len(lines)),
-        "rec_acc_matched": _ratio(sum(l.correct for l in matched), len(matched)),
-        "norm_edit_dis": 1.0 - _ratio(sum(dist), len(dist)) if dist else 0.0,
-        "det_precision": precision,
-        "det_recall": recall,
-        "det_hmean": _ratio(2 * precision * recall, precision + recall),
-    }
+    return Metrics(
+        images=len(pages),
+        truth_lines=len(lines),
+        pred_lines=n_pred,
+        matched=len(matched),
+        correct=sum(l.correct for l in lines),
+        line_acc=_ratio(sum(l.correct for l in lines), len(lines)),
+        line_acc_nospace=_ratio(sum(l.correct_nospace for l in lines), len(lines)),
+        rec_acc_matched=_ratio(sum(l.correct for l in matched), len(matched)),
+        norm_edit_dis=1.0 - _ratio(sum(dist), len(dist)) if dist else 0.0,
+        det_precision=precision,
+        det_recall=recall,
+        det_hmean=_ratio(2 * precision * recall, precision + recall),
+    )
 
 
-def confidence_table(pages: Sequence[PageOutcome], thresholds: Sequence[float] = THRESHOLDS) -> list[dict[str, Any]]:
+def confidence_table(pages: Sequence[PageOutcome], thresholds: Sequence[float] = THRESHOLDS) -> tuple[ConfidenceRow, ...]:
     """For each threshold: matched lines scoring at least it, their share and their accuracy."""
     matched = [l for p in pages for l in p.lines if l.pred is not None and l.score is not None]
     rows = []
     for t in thresholds:
         kept = [l for l in matched if l.score >= t]  # type: ignore[operator]
-        rows.append({"threshold": t, "lines": len(kept), "coverage": _ratio(len(kept), len(matched)),
-                     "accuracy": _ratio(sum(l.correct for l in kept), len(kept)), "errors": sum(not l.correct for l in kept)})
-    return rows
+        rows.append(ConfidenceRow(threshold=t, lines=len(kept), coverage=_ratio(len(kept), len(matched)),
+                                  accuracy=_ratio(sum(l.correct for l in kept), len(kept)), errors=sum(not l.correct for l in kept)))
+    return tuple(rows)
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -175,22 +254,21 @@ def pair_pages(truth: Store, pred: Store) -> tuple[list[PageOutcome], int]:
     return outcomes, unmatched
 
 
-def evaluate(truth: Store, pred: Store) -> dict[str, Any]:
-    """The whole evaluation as JSON-ready data, per model_version."""
+def evaluate(truth: Store, pred: Store) -> Evaluation:
+    """Every prediction of `pred` against its image's corrected truth, per model_version."""
     outcomes, unmatched = pair_pages(truth, pred)
     if not outcomes:
         raise DatasetError("no predicted image matches a corrected truth image (matched by sha256, ref, or file name)")
-    result: dict[str, Any] = {"pred_images_without_truth": unmatched, "model_versions": {}}
+    versions = {}
     for version in sorted({o.model_version for o in outcomes}):
         pages = [o for o in outcomes if o.model_version == version]
-        result["model_versions"][version] = {
-            "overall": metrics(pages),
-            "images": {p.image: metrics([p]) for p in sorted(pages, key=lambda p: p.image)},
-            "confidence": confidence_table(pages),
-            "errors": [{"image": l.image, "truth": l.truth, "pred": l.pred, "score": l.score}
-                       for p in pages for l in p.lines if not l.correct],
-        }
-    return result
+        versions[version] = VersionEvaluation(
+            overall=metrics(pages),
+            images={p.image: metrics([p]) for p in sorted(pages, key=lambda p: p.image)},
+            confidence=confidence_table(pages),
+            errors=tuple(WrongLine(l.image, l.truth, l.pred, l.score) for p in pages for l in p.lines if not l.correct),
+        )
+    return Evaluation(model_versions=versions, pred_images_without_truth=unmatched)
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -199,17 +277,17 @@ _COLUMNS = (("line_acc", "acc"), ("line_acc_nospace", "acc_nospace"), ("norm_edi
             ("det_precision", "det_P"), ("det_recall", "det_R"), ("det_hmean", "det_H"), ("truth_lines", "lines"))
 
 
-def format_table(result: dict[str, Any]) -> str:
+def format_table(result: Evaluation) -> str:
     out = []
-    for version, data in result["model_versions"].items():
+    for version, data in result.model_versions.items():
         out.append(f"model_version {version or '(none)'}")
         header = f"{'image':<40}" + "".join(f"{short:>12}" for _, short in _COLUMNS)
         out.append(header)
-        for name, m in list(data["images"].items()) + [("ALL", data["overall"])]:
-            out.append(f"{name[-40:]:<40}" + "".join(_cell(m[key]) for key, _ in _COLUMNS))
+        for name, m in list(data.images.items()) + [("ALL", data.overall)]:
+            out.append(f"{name[-40:]:<40}" + "".join(_cell(getattr(m, key)) for key, _ in _COLUMNS))
         out.append(f"\n{'score >=':>10}{'lines':>8}{'coverage':>10}{'accuracy':>10}{'errors':>8}")
-        for row in data["confidence"]:
-            out.append(f"{row['threshold']:>10.3f}{row['lines']:>8}{row['coverage']:>10.3f}{row['accuracy']:>10.4f}{row['errors']:>8}")
+        for row in data.confidence:
+            out.append(f"{row.threshold:>10.3f}{row.lines:>8}{row.coverage:>10.3f}{row.accuracy:>10.4f}{row.errors:>8}")
         out.append("")
     return "\n".join(out)
 
@@ -218,7 +296,7 @@ def _cell(v: Any) -> str:
     return f"{v:>12.4f}" if isinstance(v, float) else f"{v:>12}"
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+def plot(result: Evaluation, path: Path) -> None:
     """Accuracy and coverage against the score threshold, one line pair per model_version."""
     import matplotlib
 
@@ -226,10 +304,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for version, data in result["model_versions"].items():
-        t = [r["threshold"] for r in data["confidence"]]
-        ax.plot(t, [r["accuracy"] for r in data["confidence"]], marker="o", label=f"accuracy {version}")
-        ax.plot(t, [r["coverage"] for r in data["confidence"]], linestyle="--", label=f"coverage {version}")
+    for version, data in result.model_versions.items():
+        t = [r.threshold for r in data.confidence]
+        ax.plot(t, [r.accuracy for r in data.confidence], marker="o", label=f"accuracy {version}")
+        ax.plot(t, [r.coverage for r in data.confidence], linestyle="--", label=f"coverage {version}")
     ax.set_xlabel("minimum line score (auto-accept threshold)")
     ax.set_ylabel("share of matched lines")
     ax.set_ylim(0, 1.02)

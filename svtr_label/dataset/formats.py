@@ -11,11 +11,23 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from svtr_label.core.geometry import bounding_quad
+from svtr_label.dataset.samples import (
+    ExportDir,
+    ExportError,
+    LoadedImage,
+    Sample,
+    collect_samples,
+    crop_lines,
+    dumps,
+    encode_png,
+    load_image,
+    num,
+    split_val,
+)
+from svtr_label.dataset.validate import Issue, Report, Rules, validate
 from svtr_label.labelstudio.format import load_config
 from svtr_label.labelstudio.sources import ImageSource
 from svtr_label.store import Store
-from svtr_label.dataset.validate import Issue, Report, Rules, validate
-from svtr_label.dataset.samples import ExportDir, ExportError, LoadedImage, Sample, collect_samples, crop_lines, dumps, encode_png, load_image, num, split_val
 
 FORMATS = ("paddleocr", "paddlex-det", "paddlex-rec", "icdar2015", "label-studio")
 # Which checks each format needs: detection sets only care about outlines.

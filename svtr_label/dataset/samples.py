@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from svtr_label.errors import ExportError, ImageError
-from svtr_label.settings import quiet_paddlex
 from svtr_label.core.geometry import bounding_quad
 from svtr_label.core.images import DecodedImage, decode_image
 from svtr_label.core.page import Page, Region
+from svtr_label.errors import ExportError, ImageError
 from svtr_label.labelstudio.sources import ImageSource
+from svtr_label.settings import quiet_paddlex
 from svtr_label.store import Store
 
 

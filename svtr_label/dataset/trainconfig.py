@@ -12,9 +12,8 @@ from typing import Any
 
 import yaml
 
-from svtr_label.errors import TrainConfigError
-
 from svtr_label.dataset.validate import RecTarget, parse_dictionary
+from svtr_label.errors import TrainConfigError
 
 # Encoders that add start and end tokens: a text must stay two shorter than max_text_length
 # (PaddleOCR's NRTRLabelEncode / SARLabelEncode drop len >= max_text_length - 1).

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import requests
 
 from svtr_label.errors import LabelStudioError, UsageError
+from svtr_label.labelstudio.payloads import Annotation, Prediction, Result, Task
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class LabelStudio:
 
     def tasks(
         self, project: int, view: int | None = None, ids: Sequence[int] | None = None, page_size: int = 100
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Task]:
         """Tasks with their predictions and annotations: all of a project, a view's, or the ids given (in that order)."""
         if ids:
             for task_id in ids:
@@ -182,7 +183,7 @@ class LabelStudio:
                 return
             page += 1
 
-    def import_predictions(self, project: int, predictions: Iterable[dict[str, Any]]) -> int:
+    def import_predictions(self, project: int, predictions: Iterable[Prediction]) -> int:
         """POST predictions ({task, result, score, model_version}); returns how many Label Studio created."""
         items = list(predictions)
         if not items:
@@ -190,7 +191,7 @@ class LabelStudio:
         resp = self.request("POST", f"/api/projects/{project}/import/predictions", f"importing predictions into project {project}", json=items)
         return int(resp.json().get("created", len(items)))
 
-    def create_annotation(self, task: int, result: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    def create_annotation(self, task: int, result: list[Result], **fields: Any) -> Annotation:
         return self.request("POST", f"/api/tasks/{task}/annotations/", f"annotating task {task}", json={"result": result, **fields}).json()
 
     def presign(self, task: int, uri: str) -> requests.Response:

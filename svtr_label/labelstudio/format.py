@@ -12,11 +12,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence, cast
 
-from svtr_label.errors import ConfigError
-from svtr_label.core.geometry import bounding_quad, from_percent, rotated_rect_corners, rotated_rect_from_quad, to_percent
+from svtr_label.core.geometry import (
+    bounding_quad,
+    from_percent,
+    rotated_rect_corners,
+    rotated_rect_from_quad,
+    to_percent,
+)
 from svtr_label.core.page import Page, Region
+from svtr_label.errors import ConfigError
+from svtr_label.labelstudio.payloads import Result, ResultValue, Task
 
 SHAPE_TAGS = ("Polygon", "PolygonLabels", "Rectangle", "RectangleLabels")
 
@@ -101,10 +108,10 @@ class LabelConfig:
 ShapePreference = Literal["polygon", "rectangle"]
 
 
-def page_to_results(page: Page, config: LabelConfig, shape: ShapePreference | None = None) -> list[dict[str, Any]]:
+def page_to_results(page: Page, config: LabelConfig, shape: ShapePreference | None = None) -> list[Result]:
     """Prediction `result` list for a page. Each region's shape decides polygon or rectangle,
     unless `shape` forces one; a config with only one of the two gets that one."""
-    out: list[dict[str, Any]] = []
+    out: list[Result] = []
     for region in page.regions:
         out.extend(region_to_results(region, page.width, page.height, config, shape))
     return out
@@ -112,10 +119,10 @@ def page_to_results(page: Page, config: LabelConfig, shape: ShapePreference | No
 
 def region_to_results(
     region: Region, width: int, height: int, config: LabelConfig, shape: ShapePreference | None = None
-) -> list[dict[str, Any]]:
+) -> list[Result]:
     tag = _shape_tag(config, shape or region.shape)
     if tag.kind.startswith("Polygon"):
-        geometry: dict[str, Any] = {"points": to_percent(region.points, width, height)}
+        geometry: ResultValue = {"points": to_percent(region.points, width, height)}
     else:
         x, y, w, h, rotation = rotated_rect_from_quad(_quad(region))
         geometry = {
@@ -129,7 +136,7 @@ def region_to_results(
         if rotation == 0.0:
             geometry = _clamp_rect(geometry)
     label = region.label or config.default_label
-    base = {
+    base: Result = {
         "id": region.id,
         "to_name": config.image,
         "original_width": width,
@@ -138,12 +145,12 @@ def region_to_results(
     }
     if region.score is not None:
         base["score"] = float(region.score)
-    results = []
-    shape_value = dict(geometry)
+    results: list[Result] = []
+    shape_value: dict[str, Any] = dict(geometry)
     kind = tag.kind.lower()
     if tag.labels and label is not None:
         shape_value[kind] = [label]
-    results.append({**base, "from_name": tag.name, "type": kind, "value": shape_value})
+    results.append({**base, "from_name": tag.name, "type": kind, "value": cast(ResultValue, shape_value)})
     if config.labels is not None and label is not None:
         results.append({**base, "from_name": config.labels.name, "type": "labels", "value": {**geometry, "labels": [label]}})
     results.append({**base, "from_name": config.textarea, "type": "textarea", "value": {**geometry, "text": [region.text]}})
@@ -161,7 +168,7 @@ def _quad(region: Region) -> Sequence[tuple[float, float]]:
     return region.points if len(region.points) == 4 else bounding_quad(region.points)
 
 
-def _clamp_rect(g: dict[str, Any]) -> dict[str, Any]:
+def _clamp_rect(g: ResultValue) -> ResultValue:
     x0, y0 = max(g["x"], 0.0), max(g["y"], 0.0)
     x1, y1 = min(g["x"] + g["width"], 100.0), min(g["y"] + g["height"], 100.0)
     return {**g, "x": x0, "y": y0, "width": max(x1 - x0, 0.0), "height": max(y1 - y0, 0.0)}
@@ -170,13 +177,13 @@ def _clamp_rect(g: dict[str, Any]) -> dict[str, Any]:
 # --- results -> page -------------------------------------------------------------------------
 
 
-def results_to_regions(results: Iterable[dict[str, Any]], width: int | None = None, height: int | None = None) -> list[Region]:
+def results_to_regions(results: Iterable[Result], width: int | None = None, height: int | None = None) -> list[Region]:
     """Regions from a prediction's or an annotation's results, grouped by result id.
 
     Rotated rectangles become their four corners. Results without any geometry (a
     classification of the whole image, say) are ignored.
     """
-    grouped: dict[str, list[dict[str, Any]]] = {}
+    grouped: dict[str, list[Result]] = {}
     for r in results:
         if "id" in r and isinstance(r.get("value"), dict):
             grouped.setdefault(str(r["id"]), []).append(r)
@@ -188,7 +195,7 @@ def results_to_regions(results: Iterable[dict[str, Any]], width: int | None = No
     return regions
 
 
-def _region_from_parts(rid: str, parts: list[dict[str, Any]], width: int | None, height: int | None) -> Region | None:
+def _region_from_parts(rid: str, parts: list[Result], width: int | None, height: int | None) -> Region | None:
     points = None
     shape = "polygon"
     text_parts: list[str] | None = None
@@ -220,7 +227,7 @@ def _region_from_parts(rid: str, parts: list[dict[str, Any]], width: int | None,
     return Region(id=rid, points=tuple(points), text=text, score=score, label=label, shape=shape)  # type: ignore[arg-type]
 
 
-def image_size_of(results: Iterable[dict[str, Any]]) -> tuple[int, int] | None:
+def image_size_of(results: Iterable[Result]) -> tuple[int, int] | None:
     for r in results:
         if r.get("original_width") and r.get("original_height"):
             return int(r["original_width"]), int(r["original_height"])
@@ -230,7 +237,7 @@ def image_size_of(results: Iterable[dict[str, Any]]) -> tuple[int, int] | None:
 # --- tasks -----------------------------------------------------------------------------------
 
 
-def make_task(page: Page, image_ref: str, config: LabelConfig, shape: ShapePreference | None = None) -> dict[str, Any]:
+def make_task(page: Page, image_ref: str, config: LabelConfig, shape: ShapePreference | None = None) -> Task:
     """A Label Studio task with one prediction, importable as is."""
     return {
         "data": {config.data_key: image_ref},

@@ -16,6 +16,7 @@ from svtr_label.core.page import Page
 from svtr_label.errors import ImageError
 from svtr_label.labelstudio.fetch import ImageFetcher
 from svtr_label.labelstudio.format import LabelConfig, page_to_results
+from svtr_label.labelstudio.payloads import PredictionAnswer
 from svtr_label.ocr.annotate import predict_batch
 from svtr_label.ocr.cache import PredictionCache
 from svtr_label.ocr.engine import OcrEngine
@@ -25,15 +26,15 @@ log = logging.getLogger(__name__)
 
 
 
-def empty(reason: str | None = None) -> dict[str, Any]:
+def empty(reason: str | None = None) -> PredictionAnswer:
     """The answer for a task without a usable image: Label Studio pairs results by position."""
-    out: dict[str, Any] = {"result": [], "score": 0}
+    out: PredictionAnswer = {"result": [], "score": 0}
     if reason:
         out["error"] = reason  # ignored by Label Studio, read by people testing with curl
     return out
 
 
-def failed(task: Any, reason: str) -> dict[str, Any]:
+def failed(task: Any, reason: str) -> PredictionAnswer:
     task_id = task.get("id") if isinstance(task, dict) else None
     log.warning("task %s: no prediction: %s", task_id, reason)
     return empty(reason)
@@ -49,7 +50,7 @@ def task_image(task: Any, config: LabelConfig, fetch: ImageFetcher, limits: Imag
     return decode_image(fetch.fetch(url, task.get("id")), str(url), limits=limits)
 
 
-def page_answer(page: Page, config: LabelConfig) -> dict[str, Any]:
+def page_answer(page: Page, config: LabelConfig) -> PredictionAnswer:
     return {"result": page_to_results(page, config), "score": round(page.score, 6), "model_version": page.model_version}
 
 
@@ -61,7 +62,7 @@ def predict_tasks(
     cache: PredictionCache | None = None,
     settings: PreannotateSettings = PreannotateSettings(),
     limits: ImageLimits = ImageLimits(),
-) -> list[dict[str, Any]]:
+) -> list[PredictionAnswer]:
     """One prediction per task, in order; a task whose image fails gets `empty(reason)`.
     Shared by /predict and `svtr-label push`.
 
@@ -70,10 +71,10 @@ def predict_tasks(
     decoded pages are held, so a 1000-task push never holds 1000 pages in memory."""
     size = settings.batch_size
     batches = [tasks[start : start + size] for start in range(0, len(tasks), size)]
-    answers: list[dict[str, Any]] = []
+    answers: list[PredictionAnswer] = []
     with ThreadPoolExecutor(max_workers=settings.fetch_threads, thread_name_prefix="svtr-fetch") as pool:
 
-        def prefetch(batch: list[Any]) -> list[Future[dict[str, Any] | DecodedImage]]:
+        def prefetch(batch: list[Any]) -> list[Future[PredictionAnswer | DecodedImage]]:
             return [pool.submit(_task_input, task, config, engine, fetch, cache, limits) for task in batch]
 
         ahead = prefetch(batches[0]) if batches else []
@@ -85,7 +86,7 @@ def predict_tasks(
 
 def _task_input(
     task: Any, config: LabelConfig, engine: OcrEngine, fetch: ImageFetcher, cache: PredictionCache | None, limits: ImageLimits
-) -> dict[str, Any] | DecodedImage:
+) -> PredictionAnswer | DecodedImage:
     """The task's decoded image to predict, or its answer already (a failure, or a cache hit)."""
     try:
         image = task_image(task, config, fetch, limits)
@@ -97,11 +98,11 @@ def _task_input(
 
 def _predict_loaded(
     tasks: list[Any],
-    inputs: list[dict[str, Any] | DecodedImage],
+    inputs: list[PredictionAnswer | DecodedImage],
     config: LabelConfig,
     engine: OcrEngine,
     cache: PredictionCache | None,
-) -> list[dict[str, Any]]:
+) -> list[PredictionAnswer]:
     answers = [x if isinstance(x, dict) else None for x in inputs]
     pending = [(i, x) for i, x in enumerate(inputs) if isinstance(x, DecodedImage)]
     # predict_batch retries image by image when the pipeline fails on a batch: one bad input fails alone.

@@ -9,11 +9,12 @@ the next run retries it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, cast
 
 from svtr_label.labelstudio.client import LabelStudio
 from svtr_label.labelstudio.fetch import ImageFetcher
 from svtr_label.labelstudio.format import LabelConfig
+from svtr_label.labelstudio.payloads import Prediction, Task
 from svtr_label.labelstudio.preannotate import predict_tasks
 from svtr_label.ocr.cache import PredictionCache
 from svtr_label.ocr.engine import OcrEngine
@@ -30,9 +31,9 @@ class PushReport:
     failed: list[str] = field(default_factory=list)  # "task N: reason", to retry with a rerun
 
 
-def has_prediction(task: dict[str, Any], model_version: str) -> bool:
+def has_prediction(task: Task, model_version: str) -> bool:
     versions = list(task.get("predictions_model_versions") or [])
-    versions += [p.get("model_version") for p in task.get("predictions") or [] if isinstance(p, dict)]
+    versions += [p.get("model_version", "") for p in task.get("predictions") or [] if isinstance(p, dict)]
     return model_version in versions
 
 
@@ -65,7 +66,7 @@ def push_predictions(
     done = 0
     for part in chunks(todo, chunk):
         answers = predict_tasks(list(part), config, engine, fetch, cache, settings, limits)
-        ready = [{"task": t["id"], **a} for t, a in zip(part, answers) if "error" not in a]
+        ready = [cast(Prediction, {"task": t["id"], **a}) for t, a in zip(part, answers) if "error" not in a]
         report.failed += [f"task {t['id']}: {a['error']}" for t, a in zip(part, answers) if "error" in a]
         report.created += ls.import_predictions(project, ready)
         done += len(part)

@@ -1,5 +1,20 @@
-"""The corrections store: one SQLite file of images, predictions, the edit log and review state."""
+"""The corrections store: one SQLite file of images, predictions, the edit log and review state.
 
-from svtr_label.store.sqlite import IMAGE_STATES, SCHEMA_VERSION, Edit, ImageInfo, Store, is_store_file, open_input
+schema: the SQL schema and its migrations; editlog: the edit log's rules as pure functions;
+sqlite: the SQLite store core; sync: `Store`, the core plus Label Studio import, webhooks, export.
+"""
 
-__all__ = ["IMAGE_STATES", "SCHEMA_VERSION", "Edit", "ImageInfo", "Store", "is_store_file", "open_input"]
+from svtr_label.store.editlog import (
+    IMAGE_STATES,
+    Edit,
+    EditOp,
+    RegionState,
+    ReviewState,
+)
+from svtr_label.store.schema import SCHEMA_VERSION, is_store_file
+from svtr_label.store.sqlite import ImageInfo
+from svtr_label.store.sync import Store, open_input
+
+__all__ = [
+    "IMAGE_STATES", "SCHEMA_VERSION", "Edit", "EditOp", "ImageInfo", "RegionState", "ReviewState", "Store", "is_store_file", "open_input",
+]

@@ -1,0 +1,284 @@
+"""Label Studio sync for the corrections store: the only store module that knows Label Studio.
+
+`Store` is the SQLite store plus Label Studio's side: importing a JSON export, applying webhook
+events (idempotent, and safe against late or repeated deliveries, through the `ls_annotations`
+bookkeeping table), and writing tasks to re-import. It reads Label Studio's JSON through the pure
+`svtr_label.labelstudio` modules only (format, refs, payloads): the store never speaks HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from svtr_label.core.images import read_image, sha256_bytes
+from svtr_label.core.page import Page
+from svtr_label.errors import RefError, StoreError
+from svtr_label.labelstudio.format import (
+    LabelConfig,
+    image_size_of,
+    page_to_results,
+    recommended_config,
+    results_to_regions,
+)
+from svtr_label.labelstudio.payloads import (
+    Annotation,
+    Prediction,
+    Result,
+    Task,
+    WebhookEvent,
+)
+from svtr_label.labelstudio.refs import (
+    document_root,
+    resolve_local,
+    resolve_local_files,
+    served_remotely,
+)
+from svtr_label.store.editlog import EditOp, ReviewState
+from svtr_label.store.schema import is_store_file
+from svtr_label.store.sqlite import SqliteStore
+
+ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
+DEFAULT_WHO = "label-studio"
+
+
+class Store(SqliteStore):
+    """The corrections store, with Label Studio import, webhooks and export. Thread-safe."""
+
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> None:
+        # Where `/data/local-files/?d=` refs resolve (None: LOCAL_FILES_DOCUMENT_ROOT, else cwd).
+        self.root = Path(root) if root else None
+        super().__init__(path)
+
+    def import_label_studio_tasks(self, tasks: list[Task], who: str = DEFAULT_WHO) -> list[int]:
+        """Import a Label Studio JSON export: predictions as predictions, the latest annotation
+        of each task as its corrections. One transaction for the whole file. Returns image ids."""
+        ids = []
+        with self._tx() as conn:
+            for task in tasks:
+                image_id = self._task_image(conn, task)
+                for pred in _prediction_objects(task):
+                    self._put_prediction(conn, image_id, self._results_page(image_id, pred.get("result") or [], str(pred.get("model_version") or "")))
+                for ann in task.get("annotations") or []:
+                    if not ann.get("was_cancelled"):
+                        self._apply_annotation(conn, image_id, task.get("id"), ann, _annotator(ann) or who)
+                ids.append(image_id)
+        return ids
+
+    def apply_webhook(self, payload: WebhookEvent) -> bool:
+        """Apply a Label Studio webhook body; False when it changed nothing (a repeat or an
+        event older than what is stored)."""
+        action = str(payload.get("action") or "")
+        if action == "ANNOTATIONS_DELETED":  # Label Studio's bulk form: {"annotations": [{"id": ...}]}
+            with self._tx() as conn:
+                changed = [self._delete_annotation(conn, {}, a) for a in payload.get("annotations") or [] if a.get("id") is not None]
+            return any(changed)
+        task, ann = payload.get("task") or {}, payload.get("annotation") or {}
+        if action not in ANNOTATION_EVENTS or not ann:
+            return False
+        with self._tx() as conn:
+            if action == "ANNOTATION_DELETED":
+                return self._delete_annotation(conn, task, ann)
+            if not task.get("data"):
+                raise StoreError(f"webhook {action} for annotation {ann.get('id')} carries no task data")
+            # Webhook tasks carry no results: the event's own annotation holds the image size.
+            # Its refs come from the network, so only files inside the document root are read.
+            with_size: Task = {**task, "annotations": [ann]}
+            image_id = self._task_image(conn, with_size, confined=True)
+            return self._apply_annotation(conn, image_id, task.get("id"), ann, _annotator(ann) or DEFAULT_WHO)
+
+    def _task_image(self, conn: sqlite3.Connection, task: Task, confined: bool = False) -> int:
+        data = task.get("data") or {}
+        ref = _image_ref_of(data)
+        if ref is None:
+            raise StoreError(f"task {task.get('id')} has no image in data {sorted(data)}")
+        if confined:
+            _refuse_foreign_ref(ref, self.root, task.get("id"))
+        size = _task_size(task)
+        path = resolve_local(ref, self.root, confined=confined)
+        sha = sha256_bytes(path.read_bytes()) if path is not None else None
+        if size is None and path is not None:
+            img = read_image(path)
+            size = (img.width, img.height)
+        if size is None:
+            raise StoreError(f"task {task.get('id')}: image {ref} is not readable here and no result carries its size")
+        return self._upsert_image(conn, sha, ref, size[0], size[1], task.get("id"))
+
+    def _results_page(self, image_id: int, results: list[Result], model_version: str) -> Page:
+        row = self._image_row(image_id)
+        regions = results_to_regions(results, row["width"], row["height"])
+        return Page(width=row["width"], height=row["height"], sha256=row["sha256"] or "", regions=tuple(regions),
+                    model_version=model_version, source=row["ref"] or "")
+
+    # -- annotation bookkeeping: the newest live annotation of a task is the image's correction --
+
+    def _apply_annotation(self, conn: sqlite3.Connection, image_id: int, task_id: int | None, ann: Annotation, who: str) -> bool:
+        ann_id = ann.get("id")
+        stamp = _utc(ann.get("updated_at") or ann.get("created_at"))
+        regions = [r.to_dict() for r in self._results_page(image_id, ann.get("result") or [], "").regions]
+        if ann_id is None:  # an export without ids: apply as it comes
+            self._replace(conn, image_id, regions, who, None)
+            return True
+        old = conn.execute("SELECT * FROM ls_annotations WHERE annotation_id = ?", (ann_id,)).fetchone()
+        if old is not None and (old["deleted"] or old["updated_at"] >= stamp):
+            return False  # a repeat, an older version, or an annotation deleted since
+        conn.execute(
+            "INSERT OR REPLACE INTO ls_annotations (annotation_id, task_id, image_id, updated_at, who, regions, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)",
+            (ann_id, task_id, image_id, stamp, who, json.dumps(regions, ensure_ascii=False)),
+        )
+        if self._winning_annotation_id(conn, image_id) != ann_id:
+            return True  # stored, but a newer annotation of the task still wins
+        self._replace(conn, image_id, regions, who, ann_id)
+        conn.execute("UPDATE images SET state = ? WHERE id = ?", (ReviewState.REVIEWED.value, image_id))
+        return True
+
+    def _delete_annotation(self, conn: sqlite3.Connection, task: Task, ann: Annotation) -> bool:
+        ann_id = ann.get("id")
+        old = conn.execute("SELECT * FROM ls_annotations WHERE annotation_id = ?", (ann_id,)).fetchone()
+        if old is None:  # deleted before we saw it: a tombstone stops its late CREATED event
+            conn.execute("INSERT INTO ls_annotations (annotation_id, task_id, updated_at, deleted) VALUES (?, ?, '', 1)", (ann_id, task.get("id")))
+            return True
+        if old["deleted"]:
+            return False
+        image_id = int(old["image_id"])
+        was_winner = self._winning_annotation_id(conn, image_id) == ann_id
+        conn.execute("UPDATE ls_annotations SET deleted = 1 WHERE annotation_id = ?", (ann_id,))
+        if was_winner:
+            nxt = self._winning_annotation(conn, image_id)
+            if nxt is not None:
+                self._replace(conn, image_id, json.loads(nxt["regions"]), nxt["who"] or DEFAULT_WHO, int(nxt["annotation_id"]))
+            else:  # no annotation left: back to the page as it was before the first one came
+                self._replace(conn, image_id, self._page_before_annotations(conn, image_id), _annotator(ann) or DEFAULT_WHO, ann_id)
+                conn.execute("UPDATE images SET state = ? WHERE id = ?", (ReviewState.IN_PROGRESS.value, image_id))
+        return True
+
+    def _page_before_annotations(self, conn: sqlite3.Connection, image_id: int) -> list[dict[str, Any]]:
+        """The regions the first live annotation replaced ([] when none is live)."""
+        applied = conn.execute(
+            "SELECT before FROM edits WHERE image_id = ? AND annotation_id IS NOT NULL AND op = ? AND undone = 0 ORDER BY id LIMIT 1",
+            (image_id, EditOp.REPLACE.value),
+        ).fetchone()
+        return json.loads(applied[0]) if applied else []
+
+    def _winning_annotation(self, conn: sqlite3.Connection, image_id: int) -> sqlite3.Row | None:
+        return conn.execute(
+            "SELECT * FROM ls_annotations WHERE image_id = ? AND deleted = 0 ORDER BY updated_at DESC, annotation_id DESC LIMIT 1", (image_id,)
+        ).fetchone()
+
+    def _winning_annotation_id(self, conn: sqlite3.Connection, image_id: int) -> int | None:
+        winner = self._winning_annotation(conn, image_id)
+        return None if winner is None else winner["annotation_id"]
+
+    def _replace(self, conn: sqlite3.Connection, image_id: int, regions: list[dict[str, Any]], who: str, ann_id: int | None) -> None:
+        before = [r.to_dict() for r in self._current(self._image_row(image_id)).regions]
+        self._record(conn, image_id, None, EditOp.REPLACE, before, regions, who, ann_id)
+
+    # -- export ----------------------------------------------------------------------------------
+
+    def to_label_studio_tasks(self, config: LabelConfig | None = None, image_ids: Sequence[int] | None = None,
+                              include_predictions: bool = True) -> list[Task]:
+        """Tasks to re-import: the corrected page as an annotation, predictions as predictions."""
+        config = config or LabelConfig.parse(recommended_config())
+        tasks = []
+        for image_id in image_ids if image_ids is not None else self.image_ids():
+            tasks.append(self._task(image_id, config, include_predictions))
+        return tasks
+
+    def _task(self, image_id: int, config: LabelConfig, include_predictions: bool) -> Task:
+        info = self.get_image(image_id)
+        task: Task = {"data": {config.data_key: info.ref or ""}}
+        if info.ls_task_id is not None:
+            task["id"] = info.ls_task_id
+        if include_predictions:
+            predictions: list[Prediction | int] = [
+                {"model_version": v, "score": round(p.score, 6), "result": page_to_results(p, config)} for v, p in self.predictions(image_id).items()
+            ]
+            task["predictions"] = predictions
+        if self.is_corrected(image_id):
+            page = self.current_page(image_id)
+            reviewers = self.reviewers(image_id)
+            task["annotations"] = [{"result": page_to_results(page, config), "completed_by_name": ", ".join(reviewers)}]
+        return task
+
+
+# --- Label Studio's JSON -------------------------------------------------------------------------
+
+
+def _utc(stamp: str | None) -> str:
+    """Label Studio timestamps to one comparable form (UTC ISO); unparsable ones kept as is."""
+    if not stamp:
+        return ""
+    try:
+        dt = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return str(stamp)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _prediction_objects(task: Task) -> list[Prediction]:
+    """The task's predictions with their results: Label Studio's JSON export lists them as bare
+    ids, which carry nothing to import."""
+    return [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+
+
+def _annotator(ann: Annotation) -> str:
+    who = ann.get("completed_by")
+    if isinstance(who, dict):
+        return str(who.get("email") or who.get("username") or who.get("id") or "")
+    return str(who) if who not in (None, "") else str(ann.get("completed_by_name") or "")
+
+
+def _refuse_foreign_ref(ref: str, root: Path | None, task_id: Any) -> None:
+    """Refs from the network (webhooks) must be what Label Studio sends: a bare path, or a
+    local-files path leaving the document root, would make exports and widgets read local files."""
+    if not served_remotely(ref):
+        raise StoreError(f"task {task_id}: image {ref!r} is not a Label Studio URL; refused")
+    try:
+        resolve_local_files(ref, document_root(root))
+    except RefError as exc:
+        raise StoreError(f"task {task_id}: {exc}") from None
+
+
+def _image_ref_of(data: dict[str, Any]) -> str | None:
+    """The task's image: data.image, else the first string value that looks like an image ref."""
+    if isinstance(data.get("image"), str):
+        return data["image"]
+    for value in data.values():
+        if isinstance(value, str) and (value.startswith(("/", "http", "s3://", "gs://")) or "." in value):
+            return value
+    return None
+
+
+def _task_size(task: Task) -> tuple[int, int] | None:
+    """The image size the task's first result carries (annotations first, then predictions)."""
+    for group in (task.get("annotations") or [], _prediction_objects(task)):
+        for item in group:
+            size = image_size_of(item.get("result") or [])
+            if size:
+                return size
+    return None
+
+
+def open_input(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Store:
+    """A store file as is, or a Label Studio JSON export (or predict tasks file) loaded into memory."""
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"{p}: no such file")
+    if is_store_file(p):
+        return Store(p, root=root)
+    try:
+        tasks = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{p}: neither an svtr-label store nor a Label Studio JSON export ({exc})") from None
+    if isinstance(tasks, dict):
+        tasks = [tasks]
+    store = Store(":memory:", root=root)
+    store.import_label_studio_tasks(tasks)
+    return store
