@@ -1,10 +1,12 @@
 """The Label Studio ML backend: SVTRv2 (PaddleOCR) pre-annotation, interactive re-recognition of
 drawn regions, and corrections from webhooks into the svtr-label store.
 
-Runs on PyPI's label-studio-ml 1.0.9 and keeps the 2.x method signatures (`setup`,
-`predict(tasks, context=None, **kwargs)`, `fit(event, data, **kwargs)`). Model instances are
-cheap and built per request; the OCR engine, the image fetcher, the prediction cache and the
-store live in the `Services` the app was built with, shared by every thread.
+Follows label-studio-ml's model convention (2.x method signatures: `setup`,
+`predict(tasks, context=None, **kwargs)`, `fit(event, data, **kwargs)`) under label-studio-ml 2.x
+and 1.0.9 alike. Model instances are cheap and built per request by svtr_backend.app; the OCR
+engine, the image fetcher, the prediction cache and the store live in the `Services` the app was
+built with, shared by every thread. label-studio-ml's base constructor is not run: it keeps
+per-project state in its own cache (2.x: SQLite in MODEL_DIR) that svtr-label has no use for.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import logging
 from dataclasses import replace
 from typing import Any, cast
 
-from label_studio_ml.model import LabelStudioMLBase
+from svtr_label.settings import prepare_label_studio_ml
+
+prepare_label_studio_ml()  # label-studio-ml 2.x opens its SQLite cache when imported: not in the working folder
+from label_studio_ml.model import LabelStudioMLBase  # noqa: E402
 
 from svtr_label.core.images import DecodedImage
 from svtr_label.core.page import Region
@@ -37,7 +42,8 @@ from svtr_label.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
+# ANNOTATIONS_DELETED (plural) is what Label Studio 1.23 sends for API and Data Manager deletions.
+WEBHOOK_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
 # Keys of a drawn shape's value that are not geometry: dropped when the geometry is copied.
 NON_GEOMETRY = ("labels", "rectanglelabels", "polygonlabels", "text")
 
@@ -52,20 +58,15 @@ def serving_settings(settings: Settings) -> Settings:
 class SvtrBackend(LabelStudioMLBase):
     """Pre-annotates text lines (polygon or rectangle + per-region transcription)."""
 
-    def __init__(self, *args: Any, services: Services, **kwargs: Any) -> None:
+    def __init__(self, services: Services, label_config: str | None = None, project_id: str | None = None) -> None:
         self.services = services
-        if kwargs.get("label_config"):
-            LabelConfig.parse(kwargs["label_config"])  # our clear ConfigError before label-studio-ml's parser
-        super().__init__(*args, **kwargs)
-        if not getattr(self, "_svtr_ready", False):
-            self.setup()  # 2.x calls setup() from its constructor; 1.0.9 never does
+        self.label_config = label_config
+        self.project_id = project_id or ""
+        self.setup()
 
     def setup(self) -> None:
-        """Check the labeling config; the engine itself is process-wide and loaded once."""
-        self._svtr_ready = True
+        """Check the labeling config (a clear ConfigError); the engine is the services' and loaded once."""
         self.config = LabelConfig.parse(self.label_config or recommended_config())
-        if hasattr(self, "set"):  # label-studio-ml 2.x reads /setup's model_version from its cache
-            self.set("model_version", self.model_version)
 
     @property
     def engine(self) -> OcrEngine:
@@ -137,7 +138,3 @@ class SvtrBackend(LabelStudioMLBase):
             return {"status": "ignored", "event": str(event)}
         changed = self.services.store().apply_webhook({"action": event, **data})
         return {"status": "stored" if changed else "unchanged", "event": event}
-
-    def process_event(self, event: str, data: WebhookEvent, job_id: Any, additional_params: dict[str, Any]) -> dict[str, Any]:
-        # label-studio-ml 1.0.9 calls fit((), event=..., data=...); route to the 2.x signature.
-        return self.fit(event, data, job_id=job_id)

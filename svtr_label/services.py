@@ -103,4 +103,4 @@ class Services:
     def store(self, path: Path | str | None = None) -> Store:
         """A corrections store (default: SVTR_STORE), its local-files refs under LOCAL_FILES_DOCUMENT_ROOT."""
         target = Path(path) if path else self.settings.store_path
-        return self._once(("store", target), lambda: Store(target, root=self.settings.label_studio.document_root))
+        return self._once(("store", target), lambda: Store(target, root=self.settings.label_studio.document_root, limits=self.settings.images))

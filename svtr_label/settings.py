@@ -180,9 +180,7 @@ HOST = Var("HOST", parse_text, "0.0.0.0")
 PORT = Var("PORT", parse_port, 9090)
 LOG_LEVEL = Var("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info")
 MODEL_DIR = Var("MODEL_DIR", parse_path, _NO_PATH)
-RQ_QUEUE_NAME = Var("RQ_QUEUE_NAME", parse_text, "default")
-REDIS_HOST = Var("REDIS_HOST", parse_text, "localhost")
-REDIS_PORT = Var("REDIS_PORT", parse_port, 6379)
+SVTR_MAX_TASKS_PER_REQUEST = Var("SVTR_MAX_TASKS_PER_REQUEST", parse_positive_int, 1000)
 
 VARIABLES: tuple[Var, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Var))
 
@@ -312,16 +310,23 @@ class ServerSettings(_FromEnv):
     basic_auth_user: str | None = setting(BASIC_AUTH_USER)
     basic_auth_pass: str | None = setting(BASIC_AUTH_PASS, secret=True)
     store: Path | None = setting(SVTR_STORE)  # corrections store for webhooks; None: <cache>/store.sqlite
-    model_dir: Path | None = setting(MODEL_DIR)  # label-studio-ml's job folder; None: <cache>/ml-backend
-    rq_queue: str = setting(RQ_QUEUE_NAME)
-    redis_host: str = setting(REDIS_HOST)
-    redis_port: int = setting(REDIS_PORT)
+    model_dir: Path | None = setting(MODEL_DIR)  # label-studio-ml's own folder (2.x: its cache.db); None: <cache>/ml-backend
+    max_tasks_per_request: int = setting(SVTR_MAX_TASKS_PER_REQUEST)
 
 
 def quiet_paddlex() -> None:
     """PaddleX probes model hosts when it is imported unless told not to, and no machine of ours
     reaches them: call before importing paddlex or paddleocr. The user's own setting is kept."""
     os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+
+
+def prepare_label_studio_ml(env: Mapping[str, str] | None = None) -> None:
+    """label-studio-ml 2.x opens a SQLite cache in MODEL_DIR, else the working folder, when it is
+    imported: point MODEL_DIR into svtr-label's cache unless the user set it. Call before importing it."""
+    env = os.environ if env is None else env
+    folder = MODEL_DIR.read(env) or cache_dir(env) / "ml-backend"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault(MODEL_DIR.name, str(folder))
 
 
 def cache_dir(env: Mapping[str, str]) -> Path:

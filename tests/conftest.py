@@ -64,6 +64,30 @@ def wait_for_http(
     pytest.fail(f"{what} did not answer on {url} within {timeout:.0f} s:\n{log_tail()}")
 
 
+def jpeg_with_exif(*tags: tuple[int, int, int, bytes]) -> bytes:
+    """A 64x32 white JPEG whose EXIF says "rotate 90 degrees" (orientation 6) and holds `tags`
+    (tag, type, count, 4-byte value or offset); a NaN double sits at offset 38 for tags pointing there."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 32), "white").save(buf, "JPEG")
+    jpeg = buf.getvalue()
+    entries = ((0x0112, 3, 1, struct.pack("<HH", 6, 0)), *tags)
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHI", *e[:3]) + e[3] for e in entries) + struct.pack("<I", 0)
+    app1 = b"Exif\x00\x00" + b"II*\x00\x08\x00\x00\x00" + ifd + struct.pack("<d", float("nan"))
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+# Tags that make Pillow's exif_transpose raise although the pixels are fine.
+CORRUPT_EXIF_TAGS = {
+    "short-overflow": (0x0128, 4, 1, (70000).to_bytes(4, "little")),  # ResolutionUnit (SHORT) stored as LONG 70000
+    "nan-rational": (0x011A, 12, 1, (26 + 12).to_bytes(4, "little")),  # XResolution as a DOUBLE NaN
+}
+
+
 SLOW_MARKERS = ("pipeline", "labelstudio", "browser", "server")
 MODEL_FIXTURES = {"engine", "synth_predictions"}  # they load the models and run them
 

@@ -20,13 +20,13 @@ import pytest
 import requests
 from PIL import Image
 
-from svtr_backend import _wsgi
+from svtr_backend import app as backend_app
 from svtr_backend import model as backend
-from svtr_backend._wsgi import create_app
+from svtr_backend.app import create_app
 from svtr_label.labelstudio.format import recommended_config
 from svtr_label.settings import FetchSettings
 
-from conftest import REAL_IMAGES, free_port, wait_for_http
+from conftest import CORRUPT_EXIF_TAGS, REAL_IMAGES, free_port, jpeg_with_exif, wait_for_http
 
 pytestmark = pytest.mark.pipeline  # every route runs on the real bundled engine
 
@@ -43,6 +43,7 @@ def root(tmp_path_factory, real_images):
     (folder / "not-an-image.jpg").write_bytes(b"hello, this is text\n" * 50)
     # 9000 x 9000 one-bit pixels: a few KB on disk, 81 megapixels decoded.
     Image.new("1", (9000, 9000), 1).save(folder / "bomb.png", optimize=True)
+    (folder / "corrupt-exif.jpg").write_bytes(jpeg_with_exif(CORRUPT_EXIF_TAGS["short-overflow"]))
     return folder
 
 
@@ -69,7 +70,7 @@ def make_client(services, **server: object):
     return create_app(changed, preload_models=False).test_client()
 
 
-def app_state(client) -> _wsgi.BackendState:
+def app_state(client) -> backend_app.BackendState:
     return client.application.config["SVTR_STATE"]
 
 
@@ -128,7 +129,7 @@ def test_models_that_cannot_load_are_reported_clearly(backend_services):
     s = backend_services.settings
     custom = backend_services.with_settings(replace(s, models=replace(s.models, profile="custom")))  # no model folders
     client = make_client(custom)
-    _wsgi.preload(app_state(client))
+    backend_app.preload(app_state(client))
     health = client.get("/health").json
     assert health["status"] == "ERROR" and health["models_loaded"] is False
     assert "SVTR_DET_MODEL_DIR" in health["error"]
@@ -138,8 +139,6 @@ def test_models_that_cannot_load_are_reported_clearly(backend_services):
 
 def test_side_routes_answer_json(client):
     assert client.get("/metrics").json == {}
-    assert client.get("/is_training?project=1.1").json["is_training"] is False
-    assert "versions" in client.post("/versions", json={"project": "1.1"}).json
     r = client.post("/train", json={"annotations": [{"id": 1}], "project": "1.1"})
     assert r.status_code == 410 and "/webhook" in r.json["error"]
     r = client.get("/no-such-route")
@@ -213,6 +212,24 @@ def test_bad_image_fails_its_task_only(client, ref, reason):
     res = predict(client, [task(local("text_rec.jpg"), 1), task(ref, 2), task(local("text_rec.jpg"), 3)])["results"]
     assert [texts(r["result"]) for r in res] == [["韩国小馆"], [], ["韩国小馆"]]
     assert res[1]["score"] == 0 and reason in res[1]["error"]
+
+
+def test_tasks_that_once_failed_the_whole_batch_fail_alone(client):
+    """A JPEG with a slightly corrupt EXIF block, a port out of range, a broken IPv6 literal and a
+    cloud URI with a task id that is not one: each its own answer, the good task still read."""
+    tasks = [
+        task(local("corrupt-exif.jpg"), 1),
+        task("http://localhost:99999/x.png", 2),
+        task("http://[::1/x.png", 3),
+        {"id": "abc", "data": {"image": "s3://bucket/x.png"}},
+        task(local("text_rec.jpg"), 5),
+    ]
+    res = predict(client, tasks)["results"]
+    assert len(res) == 5
+    assert "error" not in res[0]  # decoded upright: a white page, no lines
+    assert all("not a valid URL" in r["error"] for r in res[1:3])
+    assert res[3]["result"] == [] and "error" in res[3]
+    assert texts(res[4]["result"]) == ["韩国小馆"]
 
 
 def test_task_data_key_follows_the_labeling_config(client):
@@ -404,12 +421,65 @@ def test_webhook_ignores_other_events_and_needs_an_action(client, store):
     assert r.status_code == 400 and "'action'" in r.json["error"]
 
 
-def test_label_studio_ml_1_0_9_event_path_reaches_fit(backend_services, store):
-    """1.0.9's job runner calls process_event(); it must land in fit(event, data)."""
-    event = annotation_event("ANNOTATION_CREATED", 41, "x", "2026-01-01T00:00:00Z")
-    action = event.pop("action")
-    out = backend.SvtrBackend(services=backend_services, label_config=CONFIG).process_event(action, event, "job", {})
-    assert out["status"] == "stored"
+def test_a_timestamp_that_is_not_one_is_refused_and_freezes_nothing(client, store):
+    planted = annotation_event("ANNOTATION_CREATED", 71, "planted", "zzzz")
+    r = client.post("/webhook", json=planted)
+    assert r.status_code == 422 and "'zzzz' is not an ISO 8601 timestamp" in r.json["error"]
+    real = annotation_event("ANNOTATION_UPDATED", 71, "the reviewer's text", "2026-03-01T10:00:00Z")
+    assert client.post("/webhook", json=real).json["status"] == "stored"
+    (image_id,) = store.image_ids()
+    assert [x.text for x in store.current_page(image_id).regions] == ["the reviewer's text"]
+
+
+def test_webhooks_never_read_more_than_the_image_size_limit(backend_services, root):
+    s = backend_services.settings
+    limited = backend_services.with_settings(replace(s, images=replace(s.images, max_bytes=1000)))
+    client = make_client(limited)
+    event = annotation_event("ANNOTATION_CREATED", 81, "x", "2026-01-01T00:00:00Z")
+    r = client.post("/webhook", json=event)  # text_rec.jpg is larger than 1000 bytes
+    assert r.status_code == 422 and "over the 1000-byte limit (SVTR_MAX_IMAGE_BYTES)" in r.json["error"]
+    assert limited.store().image_ids() == []
+
+
+def test_bulk_deletions_reach_the_store(client, store):
+    """Label Studio 1.23 sends ANNOTATIONS_DELETED (plural) for API and Data Manager deletions."""
+    assert client.post("/webhook", json=annotation_event("ANNOTATION_CREATED", 51, "to be deleted", "2026-01-01T00:00:00Z")).status_code == 201
+    (image_id,) = store.image_ids()
+    assert "to be deleted" in [r.text for r in store.current_page(image_id).regions]
+    r = client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "project": {"id": 1}, "annotations": [{"id": 51}]})
+    assert r.status_code == 201 and r.json["status"] == "stored"
+    assert "to be deleted" not in [r.text for r in store.current_page(image_id).regions]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda e: e.update(task="not a task"), "task must be a JSON object"),
+    (lambda e: e.update(annotation=[1, 2]), "annotation must be a JSON object"),
+    (lambda e: e["annotation"].update(id="abc"), "annotation.id must be a whole number"),
+    (lambda e: e["annotation"].update(id=2**70), "annotation.id must be a whole number"),
+    (lambda e: e["task"].update(id=True), "task.id must be a whole number"),
+    (lambda e: e["annotation"].update(result="points"), "annotation.result must be a list"),
+    (lambda e: e.update(annotations={"id": 1}), "annotations must be a list"),
+])
+def test_webhooks_of_the_wrong_shape_get_400_naming_the_field(client, store, change, message):
+    event = annotation_event("ANNOTATION_CREATED", 61, "x", "2026-01-01T00:00:00Z")
+    change(event)
+    r = client.post("/webhook", json=event)
+    assert r.status_code == 400 and message in r.json["error"], r.json
+    assert store.image_ids() == []
+
+
+def test_json_that_python_cannot_take_gets_400(client):
+    deep = "[" * 100_000 + "]" * 100_000
+    r = client.post("/predict", data='{"tasks": ' + deep + "}", content_type="application/json")
+    assert r.status_code == 400 and "nested too deeply" in r.json["error"]
+    r = client.post("/predict", data='{"tasks": [], "x": NaN}', content_type="application/json")
+    assert r.status_code == 400 and "NaN" in r.json["error"]
+
+
+def test_too_many_tasks_in_one_request_get_413(backend_services):
+    client = make_client(backend_services, max_tasks_per_request=3)
+    r = client.post("/predict", json={"tasks": [task(local("text_rec.jpg"), i) for i in range(4)]})
+    assert r.status_code == 413 and "SVTR_MAX_TASKS_PER_REQUEST" in r.json["error"] and "svtr-label push" in r.json["error"]
 
 
 # --- serving: the three ways to start it, and a load run ---------------------------------------
@@ -418,13 +488,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def serving(cmd, root, wait_loaded=False, timeout=180):
+def serving(cmd, root, wait_loaded=False, timeout=180, env=None):
     """Run a server command in its own process group on a free port; yield its URL."""
     port = free_port()
     env = {
         **os.environ, "SVTR_PROFILE": "bundled", "LOCAL_FILES_DOCUMENT_ROOT": str(root),
         "SVTR_PREDICTION_CACHE": "off", "SVTR_FETCH_CACHE": "off",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(env or {}),
     }
     proc = subprocess.Popen([c.format(port=port) for c in cmd], cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -457,6 +528,29 @@ def test_starts_the_documented_ways(root, cmd):
     with serving(cmd, root) as url:
         body = requests.get(url + "/health", timeout=5).json()
         assert body["status"] == "UP" and body["profile"] == "bundled"
+
+
+@pytest.mark.parametrize("cmd", [
+    [sys.executable, "svtr_backend/_wsgi.py", "--host", "127.0.0.1", "--port", "{port}"],
+    [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:{port}", "svtr_backend._wsgi:app"],
+], ids=["werkzeug", "gunicorn"])
+@pytest.mark.server
+def test_the_body_limit_holds_for_chunked_bodies_on_real_servers(root, cmd):
+    limit = 100_000
+    with serving(cmd, root, env={"SVTR_MAX_REQUEST_BYTES": str(limit), "SVTR_PRELOAD": "0"}) as url:
+        body = b'{"tasks": [], "padding": "' + b"x" * (3 * limit) + b'"}'
+
+        def chunked():
+            for start in range(0, len(body), 8192):
+                yield body[start:start + 8192]
+
+        r = requests.post(url + "/predict", data=chunked(), headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.request.headers.get("Transfer-Encoding") == "chunked"
+        assert r.status_code == 413 and f"{limit}-byte limit" in r.json()["error"]
+        r = requests.post(url + "/predict", data=body, headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 413
+        small = requests.post(url + "/predict", data=iter([b'{"tasks": ', b"[]}"]), headers={"Content-Type": "application/json"}, timeout=30)
+        assert small.status_code == 200 and small.json()["results"] == []
 
 
 @pytest.mark.server

@@ -385,6 +385,49 @@ def test_label_studio_host_gets_the_key_and_no_one_else_does(tmp_path, server, c
     assert token not in repr(f.ls) + repr(f.ls.session.auth)
 
 
+@pytest.mark.parametrize("ref", [
+    "/data/../api/projects", "/data/%2e%2e/api/projects", "/data/upload/../../api/projects", "{server}/data/../api/projects",
+])
+def test_paths_that_collapse_into_the_api_never_get_the_key(tmp_path, server, ref):
+    f = make(tmp_path, ls_url=server, api_key="k" * 40)
+    Handler.seen.clear()
+    with pytest.raises(FetchError, match="refused|not a Label Studio file URL"):
+        f.fetch(ref.format(server=server))
+    assert Handler.seen == []
+
+
+def test_encoded_local_files_paths_are_local_files(tmp_path, server):
+    """Label Studio serves /data/local%2Dfiles/ as /data/local-files/: it is read under the
+    document root with its checks, never sent to Label Studio with the key."""
+    (tmp_path / "a.png").write_bytes(PNG)
+    f = make(tmp_path, ls_url=server, api_key="k" * 40, document_root=tmp_path)
+    Handler.seen.clear()
+    assert f.fetch("/data/local%2Dfiles/?d=a.png") == PNG
+    with pytest.raises(FetchError, match="escapes"):
+        f.fetch("/data/local%2Dfiles/?d=../outside.png")
+    assert Handler.seen == []
+
+
+def test_a_ref_naming_two_files_is_refused(tmp_path):
+    """Label Studio shows the last d=; reading the first would label the image nobody saw."""
+    (tmp_path / "a.png").write_bytes(PNG)
+    (tmp_path / "b.png").write_bytes(PNG)
+    with pytest.raises(FetchError, match="names 2 files"):
+        make(tmp_path, document_root=tmp_path).fetch("/data/local-files/?d=a.png&d=b.png")
+
+
+@pytest.mark.parametrize("url, task_id, message", [
+    ("http://localhost:99999/x.png", 1, "not a valid URL"),
+    ("http://[::1/x.png", 1, "not a valid URL"),
+    ("s3://bucket/x.png", "abc", "not a Label Studio task id"),
+    ("s3://bucket/x.png", 2**70, "not a Label Studio task id"),
+])
+def test_invalid_urls_and_ids_are_fetch_errors(tmp_path, server, url, task_id, message):
+    f = make(tmp_path, ls_url=server, api_key="k" * 40, allowed_hosts=("localhost",))
+    with pytest.raises(FetchError, match=message):
+        f.fetch(url, task_id)
+
+
 def test_label_studio_404_names_the_url(tmp_path, server):
     f = make(tmp_path, ls_url=server, api_key="k" * 40)
     with pytest.raises(FetchError, match=r"/data/upload/1/missing.png: not found \(HTTP 404\)"):
@@ -416,7 +459,8 @@ class _Redirect:
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket/a.png", "gs://bucket/a.png", "azure-blob://container/a.png"])
-def test_cloud_uri_is_presigned_by_label_studio_then_fetched_without_the_key(tmp_path, server, monkeypatch, uri):
+def test_cloud_uri_is_presigned_by_label_studio_then_fetched_without_the_key(tmp_path, server, monkeypatch, caplog, uri):
+    caplog.set_level(logging.DEBUG)  # urllib3 logs every request line at DEBUG: the signature must not be in it
     asked = []
 
     def presign(self, task, u):  # mock of Label Studio's presign answer (cloud storage only)
@@ -430,6 +474,7 @@ def test_cloud_uri_is_presigned_by_label_studio_then_fetched_without_the_key(tmp
     assert asked == [(7, uri)]
     assert "authorization" not in Handler.seen[-1]
     assert f.fetch(uri, task_id=7) == PNG and len(asked) == 1  # cached by storage URI, not by signed URL
+    assert "/img.png" in caplog.text and "secret" not in caplog.text
 
 
 def test_presigned_url_to_a_private_address_is_refused(tmp_path, server, monkeypatch):

@@ -10,6 +10,8 @@ from svtr_label.core.images import decode_image, find_images, read_image
 from svtr_label.errors import ImageError
 from svtr_label.settings import ImageLimits
 
+from conftest import CORRUPT_EXIF_TAGS, jpeg_with_exif
+
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     buf = io.BytesIO()
@@ -137,3 +139,11 @@ def test_find_images_expands_folders_and_keeps_named_files(tmp_path):
     named = tmp_path / "notes.txt"
     found = find_images([tmp_path, named])
     assert found == [tmp_path / "a.JPG", tmp_path / "b.png", tmp_path / "sub" / "c.webp", named]
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPT_EXIF_TAGS))
+def test_a_slightly_corrupt_exif_block_still_decodes_upright(kind):
+    """Pillow's exif_transpose raises on these (it re-writes the EXIF block); the pixels are fine."""
+    data = jpeg_with_exif(CORRUPT_EXIF_TAGS[kind])
+    image = decode_image(data, "corrupt-exif.jpg")
+    assert (image.width, image.height) == (32, 64)

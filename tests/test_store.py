@@ -172,6 +172,26 @@ def test_import_latest_annotation_wins(tmp_path, synth_set):
     assert len(store.history(image_id)) == n_edits
 
 
+def test_annotations_deleted_in_label_studio_leave_the_store_on_the_next_import(tmp_path, synth_set):
+    """A pull lists each task with all its annotations: one stored but no longer listed was deleted."""
+    folder, pages = synth_set
+    path = folder / pages[2].name
+    truth = truth_page(pages[2], path)
+    older = truth.with_(regions=(truth.regions[0].with_(text="older"),) + truth.regions[1:])
+    both = annotated_task(5, str(path), truth, 11, "2026-02-01T10:00:00Z")
+    both["annotations"].append(annotated_task(5, str(path), older, 10, "2026-01-01T10:00:00Z")["annotations"][0])
+    store = Store(tmp_path / "s.db")
+    (image_id,) = store.import_label_studio_tasks([both])
+    assert texts(store.current_page(image_id))[0] == pages[2].lines[0].text
+    only_older = {**both, "annotations": [both["annotations"][1]]}  # annotation 11 deleted in Label Studio
+    store.import_label_studio_tasks([only_older])
+    assert texts(store.current_page(image_id))[0] == "older"
+    assert store.task_ids() == {5}
+    assert store.forget_deleted_annotations([{**both, "annotations": []}]) == 1  # then the last one too
+    assert store.current_page(image_id).regions == ()
+    assert store.get_image(image_id).state == "in_progress"
+
+
 def test_webhook_idempotent_and_out_of_order(tmp_path, synth_set, synth_predictions):
     folder, pages = synth_set
     path, pred = folder / pages[0].name, synth_predictions[0]

@@ -93,8 +93,13 @@ def cmd_push(args: argparse.Namespace, services: Services) -> int:
 def cmd_pull(args: argparse.Namespace, services: Services) -> int:
     settings = with_label_studio_options(services.settings, args)
     ls = _client(settings)
-    tasks = [t for t in ls.tasks(args.project, view=args.view, ids=args.tasks) if t.get("annotations")]
-    with Store(args.store, root=settings.label_studio.document_root) as store:
-        images = store.import_label_studio_tasks(tasks)
-    print(f"project {args.project}: {len(tasks)} annotated tasks imported into {args.store} ({len(set(images))} images)")
+    listed = list(ls.tasks(args.project, view=args.view, ids=args.tasks))
+    annotated = [t for t in listed if t.get("annotations")]
+    with Store(args.store, root=settings.label_studio.document_root, limits=settings.images) as store:
+        images = store.import_label_studio_tasks(annotated)
+        # Tasks the store knows whose annotations were all deleted in Label Studio since the last pull.
+        known = store.task_ids()
+        deleted = store.forget_deleted_annotations([t for t in listed if not t.get("annotations") and t.get("id") in known])
+    print(f"project {args.project}: {len(annotated)} annotated tasks imported into {args.store} ({len(set(images))} images)"
+          + (f", {deleted} annotations deleted in Label Studio forgotten" if deleted else ""))
     return 0

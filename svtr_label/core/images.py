@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from svtr_label.errors import ImageError
 from svtr_label.settings import ImageLimits
@@ -76,13 +77,14 @@ def decode_image(
                     " downscale the image or raise the limit"
                 )
             img.load()
+            bgr = _to_bgr(img)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image Pillow can read (is it a {Path(name).suffix or 'binary'} file?)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+    except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from None
-    return DecodedImage(bgr=_to_bgr(img), sha256=sha256 or sha256_bytes(data), name=name)
+    return DecodedImage(bgr=bgr, sha256=sha256 or sha256_bytes(data), name=name)
 
 
 def read_image(path: str | os.PathLike, limits: ImageLimits = ImageLimits()) -> DecodedImage:
@@ -99,8 +101,33 @@ def read_image(path: str | os.PathLike, limits: ImageLimits = ImageLimits()) -> 
     return decode_image(data, str(p), limits=limits)
 
 
+# EXIF orientation -> the transpose that shows the image upright (as browsers and Label Studio do).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 = upright); 1 when the EXIF block cannot be read."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+        return int(value) if int(value) in _UPRIGHT else 1
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error):
+        return 1  # a damaged EXIF block does not make the pixels unusable
+
+
 def _to_bgr(img: Image.Image) -> np.ndarray:
-    img = ImageOps.exif_transpose(img) or img
+    # Not ImageOps.exif_transpose: it also re-serializes the EXIF block, which raises on some
+    # slightly corrupt ones (a SHORT tag holding 70000, a NaN rational) although the pixels are fine.
+    method = _UPRIGHT.get(exif_orientation(img))
+    if method is not None:
+        img = img.transpose(method)
     rgb = _flatten_to_rgb(img)
     arr = np.asarray(rgb, dtype=np.uint8)
     return np.ascontiguousarray(arr[:, :, ::-1])

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from svtr_label.core.geometry import bounding_quad
-from svtr_label.core.images import DecodedImage, decode_image
+from svtr_label.core.images import DecodedImage, decode_image, exif_orientation
 from svtr_label.core.page import Page, Region
 from svtr_label.errors import ExportError, ImageError
 from svtr_label.labelstudio.sources import ImageSource
@@ -108,13 +108,11 @@ def _suffix(name: str) -> str:
 
 
 def _exif_rotated(data: bytes) -> bool:
+    """Whether the decoder turned these bytes upright (the same reading of EXIF as decode_image)."""
     from PIL import Image
 
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return int(img.getexif().get(0x0112, 1) or 1) != 1
-    except Exception:  # decode_image already accepted the bytes; no EXIF means upright
-        return False
+    with Image.open(io.BytesIO(data)) as img:  # decode_image already accepted the bytes
+        return exif_orientation(img) != 1
 
 
 def encode_png(bgr: np.ndarray) -> bytes:

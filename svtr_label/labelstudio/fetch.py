@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -38,7 +38,8 @@ from urllib3.util.connection import create_connection
 
 from svtr_label.errors import FetchError, LabelStudioError, RefError
 from svtr_label.labelstudio.client import LabelStudio, origin
-from svtr_label.labelstudio.refs import CLOUD_SCHEMES, resolve_local_files
+from svtr_label.labelstudio.payloads import MAX_ID
+from svtr_label.labelstudio.refs import CLOUD_SCHEMES, has_dot_segments, resolve_local_files
 from svtr_label.settings import FetchSettings
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,33 @@ class _AddressRefused(FetchError):
     ImageFetcher._get puts the URL in front."""
 
 
+class _NoQueryStrings(logging.Filter):
+    """urllib3 logs each request line, query string included, at DEBUG: a presigned URL's query is
+    its signature, a capability that must stay out of logs. Keep the path, drop the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _without_query(text: str) -> str:
+    return re.sub(r"\?[^\s\"']*", "?<query hidden>", text)
+
+
+def hide_query_strings_in_http_logs() -> None:
+    """Install the filter on urllib3's request logger, once."""
+    logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _NoQueryStrings) for f in logger.filters):
+        logger.addFilter(_NoQueryStrings())
+
+
 class ImageFetcher:
     """Bytes of the image a task points at. Thread-safe; one per process is enough."""
 
     def __init__(self, settings: FetchSettings | None = None) -> None:
         self.settings = settings or FetchSettings()
+        hide_query_strings_in_http_logs()
         s = self.settings
         self.ls = LabelStudio(s.ls_url, s.api_key, timeout=s.timeout) if s.ls_url and s.api_key else None
         # Hosts other than Label Studio get no credentials. Those checked by address (SVTR_ALLOWED_HOSTS
@@ -74,7 +97,7 @@ class ImageFetcher:
         if not isinstance(url, str) or not url.strip():
             raise FetchError(f"the image value {url!r} is not a URL")
         url = url.strip()
-        scheme = urlsplit(url).scheme.lower()
+        scheme = _split(url).scheme.lower()
         local = self._local_file(url)
         if local is not None:
             return _read_limited_file(local, self.settings.max_bytes, url)
@@ -110,8 +133,7 @@ class ImageFetcher:
     # -- Label Studio and other servers ---------------------------------------------------------
 
     def _ls_base(self, path: str) -> str:
-        if not path.startswith(LS_PATH_PREFIXES):
-            raise FetchError(f"{path}: not a Label Studio file URL (expected /data/upload/..., /data/local-files/?d=...)")
+        _check_label_studio_path(path)
         if not self.settings.ls_url:
             raise FetchError(f"{path}: set LABEL_STUDIO_URL (and LABEL_STUDIO_API_KEY) so the backend can fetch Label Studio's files")
         return self.settings.ls_url
@@ -162,11 +184,13 @@ class ImageFetcher:
     def check_url(self, url: str, redirected_by_ls: bool = False) -> None:
         """Refuse hosts outside the policy: Label Studio, SVTR_ALLOWED_HOSTS, or the storage a
         presign redirect of Label Studio chose; private addresses only for hosts trusted by name."""
-        parts = urlsplit(url)
+        parts = _split(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError(f"{url}: only http(s) URLs can be downloaded")
         host = parts.hostname.lower()
         if self._is_ls(url):
+            if has_dot_segments(parts.path):  # collapsed by the client into another path, with our key
+                raise FetchError(f"{url}: a Label Studio URL with . or .. segments; refused")
             return
         by_name = self._allowed_by_name(host)
         if not (by_name or redirected_by_ls or "*" in self.settings.allowed_hosts):
@@ -187,8 +211,10 @@ class ImageFetcher:
             raise FetchError(f"{uri}: cloud storage URIs are resolved by Label Studio: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
         if task_id is None:
             raise FetchError(f"{uri}: a cloud storage URI needs its task id to be presigned")
+        if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 <= task_id <= MAX_ID:
+            raise FetchError(f"{uri}: the task id {task_id!r} is not a Label Studio task id (a whole number)")
         try:
-            resp = self.ls.presign(int(task_id), uri)
+            resp = self.ls.presign(task_id, uri)
         except LabelStudioError as exc:
             raise FetchError(f"{uri}: {exc}") from None
         if resp.is_redirect:
@@ -216,6 +242,23 @@ class ImageFetcher:
         data = download()
         _write_atomic(path, data)
         return data
+
+
+def _split(url: str) -> SplitResult:
+    """The parts of a URL, or FetchError naming it: a port out of range or a broken IPv6 literal
+    is a bad task, not a failed request."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises for a port out of range
+    except ValueError as exc:
+        raise FetchError(f"{url}: not a valid URL ({exc})") from None
+    return parts
+
+
+def _check_label_studio_path(path: str) -> None:
+    """Only Label Studio's file and presign paths get our API key, never its API."""
+    if not path.startswith(LS_PATH_PREFIXES) or has_dot_segments(path):
+        raise FetchError(f"{path}: not a Label Studio file URL (expected /data/upload/..., /data/local-files/?d=...)")
 
 
 def _require_public(host: str, port: int, url: str) -> None:

@@ -8,7 +8,9 @@ results), and every reader must cope. Values from the network are still checked 
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, Union
+from typing import Any, TypedDict, Union, cast
+
+from svtr_label.errors import RequestError
 
 
 class ResultValue(TypedDict, total=False):
@@ -87,4 +89,66 @@ class WebhookEvent(TypedDict, total=False):
     project: dict[str, Any]
 
 
-__all__ = ["Annotation", "Prediction", "PredictionAnswer", "Result", "ResultValue", "Task", "WebhookEvent"]
+
+
+# --- checking what arrives from the network ----------------------------------------------------
+
+MAX_ID = 2**63 - 1  # Label Studio's ids are 64-bit database keys
+
+
+def check_id(value: Any, what: str) -> int:
+    """A Label Studio id, or RequestError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise RequestError(f"{what} must be a whole number from 0 to 2**63-1, as Label Studio's ids are; got {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_annotation(ann: Any, what: str) -> None:
+    ann = _object(ann, what)
+    if "id" in ann:
+        check_id(ann["id"], f"{what}.id")
+    results = ann.get("result")
+    if results is not None and not (isinstance(results, list) and all(isinstance(r, dict) for r in results)):
+        raise RequestError(f"{what}.result must be a list of result objects")
+    for key in ("created_at", "updated_at"):
+        if ann.get(key) is not None and not isinstance(ann[key], str):
+            raise RequestError(f"{what}.{key} must be a timestamp string")
+
+
+def parse_webhook(body: dict[str, Any]) -> WebhookEvent:
+    """A webhook body checked for the types svtr-label relies on: an action, a task object with a
+    whole-number id and a data object, annotation objects with whole-number ids and result lists.
+    Anything else is a RequestError (HTTP 400) naming the field."""
+    action = body.get("action")
+    if not isinstance(action, str) or not action:
+        raise RequestError("a webhook body needs an 'action' (e.g. ANNOTATION_CREATED)")
+    if body.get("task") is not None:
+        task = _object(body["task"], "task")
+        if "id" in task:
+            check_id(task["id"], "task.id")
+        if task.get("data") is not None:
+            _object(task["data"], "task.data")
+    if body.get("annotation") is not None:
+        _check_annotation(body["annotation"], "annotation")
+    if body.get("annotations") is not None:
+        if not isinstance(body["annotations"], list):
+            raise RequestError("annotations must be a list")
+        for i, ann in enumerate(body["annotations"]):
+            _check_annotation(ann, f"annotations[{i}]")
+    if body.get("project") is not None:
+        _object(body["project"], "project")
+    return cast(WebhookEvent, body)
+
+
+__all__ = ["Annotation", "Prediction", "PredictionAnswer", "Result", "ResultValue", "Task", "WebhookEvent", "check_id", "parse_webhook"]

@@ -92,6 +92,9 @@ def _task_input(
         image = task_image(task, config, fetch, limits)
     except ImageError as exc:
         return failed(task, str(exc))
+    except Exception as exc:  # a defect of ours must fail this task, not the batch around it
+        log.exception("task %s: unexpected error reading its image", task.get("id") if isinstance(task, dict) else None)
+        return failed(task, f"internal error reading the image ({type(exc).__name__}: {exc}); see the backend's log")
     hit = cache.get(image.sha256, engine.model_version) if cache is not None else None
     return page_answer(hit, config) if hit is not None else image
 

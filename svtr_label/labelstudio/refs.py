@@ -56,10 +56,18 @@ def resolve_local_files(ref: str, root: Path) -> Path | None:
     """The file a `/data/local-files/?d=<path>` URL names under `root`: the inverse of
     ImageRef("local-files"). None for any other URL. Raises RefError when `d` is missing or the
     path leaves `root` (checked after `..` and symlinks are resolved), as Label Studio refuses too."""
-    parts = urlsplit(ref)
-    if parts.path.rstrip("/") != LOCAL_FILES_PATH:
+    try:
+        parts = urlsplit(ref)
+    except ValueError as exc:
+        raise RefError(f"{ref}: not a valid URL ({exc})") from None
+    # Label Studio (Django) serves /data/local%2Dfiles/ as /data/local-files/: so do we.
+    if unquote(parts.path).rstrip("/") != LOCAL_FILES_PATH:
         return None
-    rel = (parse_qs(parts.query).get("d") or [""])[0]
+    found = parse_qs(parts.query).get("d") or [""]
+    if len(found) > 1:
+        # Label Studio would show the last one; reading any one would label the image not shown.
+        raise RefError(f"{ref}: names {len(found)} files (d= given {len(found)} times); refused")
+    rel = found[0]
     if not rel:
         raise RefError(f"{ref}: a local-files URL needs ?d=<path under the document root>")
     base = root.resolve()
@@ -101,3 +109,9 @@ def served_remotely(ref: str) -> bool:
     """True for refs only a server can answer: Label Studio paths, http(s) and cloud storage URIs."""
     scheme = urlsplit(ref).scheme.lower()
     return ref.startswith("/data/") or scheme in ("http", "https", *CLOUD_SCHEMES)
+
+
+def has_dot_segments(path: str) -> bool:
+    """Whether a URL path holds `.` or `..` segments, plain or percent-encoded: an HTTP client
+    collapses them, so `/data/../api/...` would reach Label Studio's API with our key."""
+    return any(segment in (".", "..") for segment in unquote(path).replace("\\", "/").split("/"))

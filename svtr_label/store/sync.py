@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from svtr_label.core.images import read_image, sha256_bytes
+from svtr_label.core.images import decode_image, sha256_bytes
 from svtr_label.core.page import Page
-from svtr_label.errors import RefError, StoreError
+from svtr_label.errors import ImageError, RefError, StoreError
 from svtr_label.labelstudio.format import (
     LabelConfig,
     image_size_of,
@@ -39,6 +39,7 @@ from svtr_label.labelstudio.refs import (
     resolve_local_files,
     served_remotely,
 )
+from svtr_label.settings import ImageLimits
 from svtr_label.store.editlog import EditOp, ReviewState
 from svtr_label.store.schema import is_store_file
 from svtr_label.store.sqlite import SqliteStore
@@ -50,9 +51,12 @@ DEFAULT_WHO = "label-studio"
 class Store(SqliteStore):
     """The corrections store, with Label Studio import, webhooks and export. Thread-safe."""
 
-    def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> None:
-        # Where `/data/local-files/?d=` refs resolve (None: LOCAL_FILES_DOCUMENT_ROOT, else cwd).
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None, limits: ImageLimits = ImageLimits()) -> None:
+        # Where `/data/local-files/?d=` refs resolve (None: the current folder; the faces pass LOCAL_FILES_DOCUMENT_ROOT).
         self.root = Path(root) if root else None
+        # Files named by tasks are read (hashed, measured) only within these limits: a webhook is
+        # unauthenticated by default and must not make the store read a huge file.
+        self.limits = limits
         super().__init__(path)
 
     def import_label_studio_tasks(self, tasks: list[Task], who: str = DEFAULT_WHO) -> list[int]:
@@ -67,8 +71,36 @@ class Store(SqliteStore):
                 for ann in task.get("annotations") or []:
                     if not ann.get("was_cancelled"):
                         self._apply_annotation(conn, image_id, task.get("id"), ann, _annotator(ann) or who)
+                self._forget_deleted_annotations(conn, task)
                 ids.append(image_id)
         return ids
+
+    def task_ids(self) -> set[int]:
+        """Label Studio task ids the store holds images or annotations of."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT ls_task_id FROM images WHERE ls_task_id IS NOT NULL UNION SELECT task_id FROM ls_annotations WHERE task_id IS NOT NULL"
+            ).fetchall()
+        return {int(r[0]) for r in rows}
+
+    def forget_deleted_annotations(self, tasks: Sequence[Task]) -> int:
+        """Mark deleted every stored annotation of these tasks that they no longer list (a pull of
+        tasks whose annotations were all deleted in Label Studio). Returns how many were deleted."""
+        with self._tx() as conn:
+            return sum(self._forget_deleted_annotations(conn, task) for task in tasks)
+
+    def _forget_deleted_annotations(self, conn: sqlite3.Connection, task: Task) -> int:
+        """A task as Label Studio lists it now holds all its annotations: those stored but not listed
+        were deleted there (an import or pull must not bring them back into exports)."""
+        task_id = task.get("id")
+        if not isinstance(task_id, int):
+            return 0  # an export without ids cannot say what is gone
+        listed = {a.get("id") for a in task.get("annotations") or [] if isinstance(a, dict)}
+        stored = conn.execute("SELECT annotation_id FROM ls_annotations WHERE task_id = ? AND deleted = 0", (task_id,)).fetchall()
+        gone = [int(r[0]) for r in stored if r[0] not in listed]
+        for ann_id in gone:
+            self._delete_annotation(conn, task, {"id": ann_id})
+        return len(gone)
 
     def apply_webhook(self, payload: WebhookEvent) -> bool:
         """Apply a Label Studio webhook body; False when it changed nothing (a repeat or an
@@ -101,10 +133,16 @@ class Store(SqliteStore):
             _refuse_foreign_ref(ref, self.root, task.get("id"))
         size = _task_size(task)
         path = resolve_local(ref, self.root, confined=confined)
-        sha = sha256_bytes(path.read_bytes()) if path is not None else None
-        if size is None and path is not None:
-            img = read_image(path)
-            size = (img.width, img.height)
+        sha = None
+        if path is not None:
+            data = _read_within(path, self.limits.max_bytes, ref, task.get("id"))
+            sha = sha256_bytes(data)
+            if size is None:
+                try:
+                    img = decode_image(data, str(path), limits=self.limits, sha256=sha)
+                except ImageError as exc:
+                    raise StoreError(f"task {task.get('id')}: {exc}") from None
+                size = (img.width, img.height)
         if size is None:
             raise StoreError(f"task {task.get('id')}: image {ref} is not readable here and no result carries its size")
         return self._upsert_image(conn, sha, ref, size[0], size[1], task.get("id"))
@@ -119,7 +157,10 @@ class Store(SqliteStore):
 
     def _apply_annotation(self, conn: sqlite3.Connection, image_id: int, task_id: int | None, ann: Annotation, who: str) -> bool:
         ann_id = ann.get("id")
-        stamp = _utc(ann.get("updated_at") or ann.get("created_at"))
+        try:
+            stamp = _utc(ann.get("updated_at") or ann.get("created_at"))
+        except StoreError as exc:
+            raise StoreError(f"annotation {ann.get('id')} of task {task_id}: {exc}") from None
         regions = [r.to_dict() for r in self._results_page(image_id, ann.get("result") or [], "").regions]
         if ann_id is None:  # an export without ids: apply as it comes
             self._replace(conn, image_id, regions, who, None)
@@ -209,14 +250,23 @@ class Store(SqliteStore):
 # --- Label Studio's JSON -------------------------------------------------------------------------
 
 
+def _read_within(path: Path, max_bytes: int, ref: str, task_id: object) -> bytes:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise StoreError(f"task {task_id}: image {ref} is {size} bytes, over the {max_bytes}-byte limit (SVTR_MAX_IMAGE_BYTES); not read")
+    return path.read_bytes()
+
+
 def _utc(stamp: str | None) -> str:
-    """Label Studio timestamps to one comparable form (UTC ISO); unparsable ones kept as is."""
+    """Label Studio timestamps to one comparable form (UTC ISO). Timestamps order the versions of
+    an annotation, so one that is not a timestamp is refused: stored as text it would compare
+    above every real one and freeze the annotation against later updates."""
     if not stamp:
         return ""
     try:
         dt = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     except ValueError:
-        return str(stamp)
+        raise StoreError(f"{str(stamp)[:40]!r} is not an ISO 8601 timestamp (updated_at / created_at)") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
