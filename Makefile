@@ -3,24 +3,49 @@ PYTHON ?= python3
 VENV   ?= .venv
 LS_VENV ?= .venv-ls
 BIN    := $(VENV)/bin
+LEGACY_VENV ?= .venv-lsml1
 LABEL_STUDIO_VERSION ?= 1.23.*
+# label-studio-ml 2.x is not on PyPI: the wheel in ../shared/wheels where it is (this workplace), else its repository.
+LSML2_WHEEL := $(wildcard ../shared/wheels/label_studio_ml-2*.whl)
+LSML2 ?= $(if $(LSML2_WHEEL),$(abspath $(LSML2_WHEEL)),label-studio-ml @ git+https://github.com/HumanSignal/label-studio-ml-backend.git)
 # PaddleX needs this exact cv2 build; label-studio-sdk pulls opencv-python-headless, which
 # provides the same `cv2` module: reinstalling this one last keeps PaddleX's.
 OPENCV := opencv-contrib-python==4.10.0.84
 
-.PHONY: demo test test-fast setup system-deps label-studio clean
+.PHONY: demo test test-fast test-legacy-backend setup backend system-deps label-studio clean
 
 demo: $(VENV)/.installed
 	$(BIN)/svtr-label predict samples --profile bundled --root . -o out/tasks.json
 
-test: $(VENV)/.installed $(VENV)/.paddle-weights system-deps label-studio
+test: $(VENV)/.installed $(VENV)/.backend $(VENV)/.paddle-weights system-deps label-studio test-legacy-backend
 	SVTR_LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio bash .ci/pytest.sh $(BIN)/python
+
+# The backend's tests (Label Studio end to end included) again on PyPI's label-studio-ml 1.0.9 stack.
+test-legacy-backend: $(LEGACY_VENV)/.installed system-deps label-studio
+	SVTR_LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio bash .ci/pytest.sh $(LEGACY_VENV)/bin/python \
+	  tests/test_backend.py tests/test_labelstudio_e2e.py
 
 # The fast tier: no models, servers or browsers (under a minute).
 test-fast: $(VENV)/.installed
 	bash .ci/pytest.sh $(BIN)/python -m "not slow"
 
 setup: $(VENV)/.installed
+
+# The ML backend's recommended stack: label-studio-ml 2.x, Flask/Werkzeug 3.1, gunicorn.
+backend: $(VENV)/.backend
+
+$(VENV)/.backend: $(VENV)/.installed
+	$(BIN)/pip install -q '$(LSML2)'
+	$(BIN)/pip install -q -e '.[backend]'
+	$(BIN)/pip install -q --force-reinstall --no-deps '$(OPENCV)'
+	touch $@
+
+$(LEGACY_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/pip install -q --upgrade pip
+	$(LEGACY_VENV)/bin/pip install -q -e '.[backend-legacy]' 'pytest>=8' pytest-timeout 'label-studio-sdk>=1.0'
+	$(LEGACY_VENV)/bin/pip install -q --force-reinstall --no-deps '$(OPENCV)'
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,4 +78,4 @@ $(LS_VENV)/.installed:
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) out test-artifacts
+	rm -rf $(VENV) $(LS_VENV) $(LEGACY_VENV) out test-artifacts

@@ -60,9 +60,14 @@ class SvtrBackend(LabelStudioMLBase):
 
     def __init__(self, services: Services, label_config: str | None = None, project_id: str | None = None) -> None:
         self.services = services
-        self.label_config = label_config
+        self._label_config = label_config
         self.project_id = project_id or ""
         self.setup()
+
+    @property
+    def label_config(self) -> str | None:  # type: ignore[override]
+        """The project's labeling config as this request gave it (label-studio-ml 2.x would read its cache)."""
+        return self._label_config
 
     def setup(self) -> None:
         """Check the labeling config (a clear ConfigError); the engine is the services' and loaded once."""
@@ -136,5 +141,18 @@ class SvtrBackend(LabelStudioMLBase):
         """Annotation webhooks update the corrections store (idempotent: repeats and stale events change nothing)."""
         if event not in WEBHOOK_EVENTS or not isinstance(data, dict):
             return {"status": "ignored", "event": str(event)}
-        changed = self.services.store().apply_webhook({"action": event, **data})
+        data = self._with_annotator_email(data)
+        changed = self.services.store().apply_webhook({**data, "action": event})
         return {"status": "stored" if changed else "unchanged", "event": event}
+
+    def _with_annotator_email(self, data: WebhookEvent) -> WebhookEvent:
+        """Webhooks name the annotator by user id; the store's history should say who, by e-mail.
+        Looked up in Label Studio when the backend has its URL and key (once per user and process)."""
+        ann = data.get("annotation")
+        who = ann.get("completed_by") if isinstance(ann, dict) else None
+        if not isinstance(who, int) or isinstance(who, bool):
+            return data
+        email = self.services.user_email(who)
+        if email is None:
+            return data
+        return cast(WebhookEvent, {**data, "annotation": {**ann, "completed_by": {"id": who, "email": email}}})

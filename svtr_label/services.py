@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from svtr_label.errors import SvtrLabelError
+from svtr_label.labelstudio.client import LabelStudio
 from svtr_label.labelstudio.fetch import ImageFetcher
 from svtr_label.labelstudio.sources import ImageSource
 from svtr_label.ocr.cache import PredictionCache
@@ -97,6 +98,27 @@ class Services:
         """Stored image refs, read from disk under `root` (default LOCAL_FILES_DOCUMENT_ROOT) or from Label Studio."""
         folder = root or self.settings.label_studio.document_root
         return self._once(("image_source", folder), lambda: ImageSource(folder, fetch_settings=self.settings.fetch))
+
+    def label_studio(self) -> LabelStudio | None:
+        """The Label Studio API client of LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY; None without them."""
+        ls = self.settings.label_studio
+        if not (ls.url and ls.api_key):
+            return None
+        return self._once("label_studio", lambda: LabelStudio(ls.url or "", ls.api_key or "", timeout=self.settings.fetch.timeout))
+
+    def user_email(self, user_id: int) -> str | None:
+        """A Label Studio user's e-mail, asked once per process; None without Label Studio or for an unknown user."""
+        ls = self.label_studio()
+        if ls is None:
+            return None
+        with self._lock:
+            emails: dict[int, str | None] = self._built.setdefault("user_emails", {})
+            if user_id in emails:
+                return emails[user_id]
+        email = ls.user_email(user_id)
+        with self._lock:
+            emails[user_id] = email
+        return email
 
     # -- the store ---------------------------------------------------------------------------------
 

@@ -66,8 +66,11 @@ def label_studio(tmp_path_factory) -> LabelStudioServer:
         USE_DEFAULT_BANNED_SUBNETS="false",
         SSRF_PROTECTION_ENABLED="false",
         ML_BLOCK_LOCAL_IP="false",
+        # Nothing calls out: no version check against the package index, no analytics, no remote error reporting.
         LATEST_VERSION_CHECK="false",
         COLLECT_ANALYTICS="false",
+        SENTRY_DSN="",
+        FRONTEND_SENTRY_DSN="",
     )
     log = base / "label-studio.log"
     with open(log, "wb") as out:

@@ -365,6 +365,19 @@ def test_interactive_context_without_shapes_is_an_empty_answer(client):
     assert res[0]["result"] == [] and "no rectangle or polygon" in res[0]["error"]
 
 
+@pytest.mark.parametrize("value", [
+    {"points": "1,2 3,4 5,6"},
+    {"points": [["a", "b"], [1, 2], [3, 4]]},
+    {"x": "1", "y": 2, "width": 3, "height": 4},
+    {"x": 1, "y": 2, "width": 3, "height": 4, "rotation": [0]},
+])
+def test_drawn_shapes_that_are_not_numbers_get_an_answer_not_a_500(client, value):
+    drawn = {"id": "d", "type": "polygon", "from_name": "poly", "to_name": "image", "original_width": 100,
+             "original_height": 50, "value": value}
+    res = predict(client, [task(local("text_rec.jpg"))], context={"result": [drawn]})["results"]
+    assert res[0]["result"] == [] and "no rectangle or polygon" in res[0]["error"]
+
+
 # --- webhook -----------------------------------------------------------------------------------
 
 

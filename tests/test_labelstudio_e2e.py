@@ -19,6 +19,7 @@ from svtr_label.labelstudio.format import recommended_config
 from svtr_label.settings import FetchSettings
 
 from conftest import free_port, wait_until
+from conftest_ls import USER
 
 pytestmark = pytest.mark.labelstudio
 
@@ -164,6 +165,11 @@ def test_submitted_correction_arrives_in_the_store_through_the_webhook(label_stu
     target["value"]["text"] = ["corrected twice"]
     ls.request("PATCH", f"/api/annotations/{ann['id']}", json={"result": result})
     wait_until(lambda: "corrected twice" in (stored_texts() or []), what="the updated correction in the store")
+    image = store.find_image(ref=t["data"]["image"])
+    assert store.reviewers(image) == [USER]  # the annotator by e-mail, not by user id
+    # Deleting it in Label Studio takes it out of the store (Label Studio 1.23 sends ANNOTATIONS_DELETED).
+    ls.request("DELETE", f"/api/annotations/{ann['id']}/")
+    wait_until(lambda: "corrected twice" not in [r.text for r in store.current_page(image).regions], what="the deletion in the store")
 
 
 def test_personal_access_token_is_renewed(label_studio):

@@ -183,6 +183,15 @@ class LabelStudio:
                 return
             page += 1
 
+    def user_email(self, user_id: int) -> str | None:
+        """The e-mail of a Label Studio user (webhooks name annotators by id only); None if unknown."""
+        try:
+            body = self.request("GET", f"/api/users/{int(user_id)}/", f"reading user {user_id}").json()
+        except LabelStudioError:
+            return None
+        email = body.get("email") if isinstance(body, dict) else None
+        return str(email) if email else None
+
     def import_predictions(self, project: int, predictions: Iterable[Prediction]) -> int:
         """POST predictions ({task, result, score, model_version}); returns how many Label Studio created."""
         items = list(predictions)

@@ -7,6 +7,8 @@ text. Coordinates are percent of the image as displayed (EXIF applied), clamped 
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from svtr_label.core.geometry import (
 from svtr_label.core.page import Page, Region
 from svtr_label.errors import ConfigError
 from svtr_label.labelstudio.payloads import Result, ResultValue, Task
+
+log = logging.getLogger(__name__)
 
 SHAPE_TAGS = ("Polygon", "PolygonLabels", "Rectangle", "RectangleLabels")
 
@@ -203,28 +207,51 @@ def _region_from_parts(rid: str, parts: list[Result], width: int | None, height:
     score = None
     for r in parts:
         v = r["value"]
-        w = int(r.get("original_width") or width or 0)
-        h = int(r.get("original_height") or height or 0)
-        if points is None and w and h:
-            if v.get("points"):
-                points = from_percent(v["points"], w, h)
-            elif all(k in v for k in ("x", "y", "width", "height")):
-                corners = rotated_rect_corners(
-                    v["x"] * w / 100.0, v["y"] * h / 100.0, v["width"] * w / 100.0, v["height"] * h / 100.0, float(v.get("rotation") or 0.0)
-                )
-                points, shape = list(corners), "rectangle"
+        if points is None:
+            found = _outline(r, width, height)
+            if found is not None:
+                points, shape = found
         if "text" in v and text_parts is None:
             text_parts = [str(t) for t in (v["text"] if isinstance(v["text"], list) else [v["text"]])]
         for key in ("labels", "polygonlabels", "rectanglelabels"):
-            if v.get(key):
-                label = str(v[key][0])
-        if r.get("score") is not None and score is None:
+            if isinstance(v.get(key), list) and v.get(key):
+                label = str(v[key][0])  # type: ignore[literal-required]
+        if score is None and _finite(r.get("score")):
             score = float(r["score"])
     if points is None or len(points) < 3:
         return None
     # Several text entries in one region are kept apart by newlines: validation flags them.
     text = "\n".join(text_parts) if text_parts else ""
     return Region(id=rid, points=tuple(points), text=text, score=score, label=label, shape=shape)  # type: ignore[arg-type]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _outline(r: Result, width: int | None, height: int | None) -> tuple[list[tuple[float, float]], str] | None:
+    """A result's outline in pixels and its shape, or None when it has none that is well formed:
+    results come from the network, and a point that is not a pair of finite numbers is no point."""
+    v = r["value"]
+    w, h = r.get("original_width") or width or 0, r.get("original_height") or height or 0
+    if not (_finite(w) and _finite(h) and w > 0 and h > 0):
+        return None
+    raw = v.get("points")
+    if raw:
+        if not isinstance(raw, list) or not all(isinstance(p, list) and len(p) == 2 and all(map(_finite, p)) for p in raw):
+            log.warning("result %s: points are not pairs of numbers; ignored", r.get("id"))
+            return None
+        return from_percent(raw, int(w), int(h)), "polygon"
+    box = [v.get(k) for k in ("x", "y", "width", "height")]
+    if all(k in v for k in ("x", "y", "width", "height")):
+        rotation = v.get("rotation") or 0.0
+        if not all(map(_finite, [*box, rotation])):
+            log.warning("result %s: rectangle values are not numbers; ignored", r.get("id"))
+            return None
+        x, y, bw, bh = (float(b) for b in box)  # type: ignore[arg-type]
+        corners = rotated_rect_corners(x * w / 100.0, y * h / 100.0, bw * w / 100.0, bh * h / 100.0, float(rotation))
+        return list(corners), "rectangle"
+    return None
 
 
 def image_size_of(results: Iterable[Result]) -> tuple[int, int] | None:
