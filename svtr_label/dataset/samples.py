@@ -23,7 +23,7 @@ from svtr_label.core.images import DecodedImage, decode_image, exif_orientation
 from svtr_label.core.page import Page, Region
 from svtr_label.errors import ExportError, ImageError
 from svtr_label.labelstudio.sources import ImageSource
-from svtr_label.settings import quiet_paddlex
+from svtr_label.settings import quiet_third_parties
 from svtr_label.store import Store
 
 
@@ -133,7 +133,7 @@ def crop_lines(bgr: np.ndarray, regions: Sequence[Region]) -> list[np.ndarray]:
     CropByPolys (quad mode) on each region's quad (any polygon: its minimum-area rectangle)."""
     global _cropper
     if _cropper is None:
-        quiet_paddlex()
+        quiet_third_parties()
         from paddlex.inference.pipelines.components import CropByPolys
 
         _cropper = CropByPolys(det_box_type="quad")

@@ -31,7 +31,7 @@ from svtr_label.core.images import DecodedImage, decode_image, read_image
 from svtr_label.core.page import Page, regions_from_lines
 from svtr_label.errors import ModelError
 from svtr_label.ocr.profiles import ModelSpec, Profile, model_name_of, weights_digest
-from svtr_label.settings import EngineSettings, quiet_paddlex
+from svtr_label.settings import EngineSettings, quiet_third_parties
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def _has_legacy_program(profile: Profile) -> bool:
 
 
 def _build_pipeline(profile: Profile, settings: EngineSettings) -> Any:
-    quiet_paddlex()
+    quiet_third_parties()
     try:
         from paddleocr import PaddleOCR
     except ImportError as exc:
