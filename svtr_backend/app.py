@@ -18,6 +18,8 @@ import base64
 import hmac
 import json
 import logging
+import os
+import resource
 import threading
 import time
 from typing import Any, cast
@@ -150,7 +152,20 @@ def health() -> Response:
 
 
 def metrics() -> Response:
-    return jsonify({})
+    """GET /metrics: this process's memory (now and its peak) and the decoded pixels it holds."""
+    return jsonify({
+        "rss_kb": _rss_kb(),
+        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,  # KiB on Linux
+        "pixels_decoded_now": state().services.pixel_budget().held,
+    })
+
+
+def _rss_kb() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except OSError:  # not Linux: the peak is what there is
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # --- hooks -----------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ class SvtrBackend(LabelStudioMLBase):
     def predict_pages(self, tasks: list[Task]) -> list[PredictionAnswer]:
         s = self.services
         return predict_tasks(tasks, self.config, self.engine, s.fetcher(), s.prediction_cache(),
-                             s.settings.preannotate, s.settings.images)
+                             s.settings.preannotate, s.settings.images, s.pixel_budget())
 
     def load_image(self, task: Task) -> DecodedImage:
         return task_image(task, self.config, self.services.fetcher(), self.services.settings.images)

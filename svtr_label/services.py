@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
+from svtr_label.core.budget import PixelBudget
 from svtr_label.errors import SvtrLabelError
 from svtr_label.labelstudio.client import LabelStudio
 from svtr_label.labelstudio.fetch import ImageFetcher
@@ -81,6 +82,10 @@ class Services:
         settings = engine or self.settings.engine
         return self._once(self._engine_key(profile, settings),
                           lambda: OcrEngine(profile, settings, self.settings.paddlex_cache_home))
+
+    def pixel_budget(self) -> PixelBudget:
+        """Decoded pixels held at once by this process's pre-annotation, all requests together."""
+        return self._once("pixel_budget", lambda: PixelBudget(self.settings.preannotate.max_inflight_pixels))
 
     def prediction_cache(self) -> PredictionCache | None:
         """The cache `svtr-label predict`, `push` and the backend share; None when SVTR_PREDICTION_CACHE is off."""

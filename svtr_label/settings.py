@@ -168,7 +168,7 @@ SVTR_FETCH_TIMEOUT = Var("SVTR_FETCH_TIMEOUT", parse_positive_float, 30.0)
 SVTR_FETCH_CACHE = Var("SVTR_FETCH_CACHE", _off_or_path, _NO_PATH)
 # Pre-annotation of tasks
 SVTR_PREDICTION_CACHE = Var("SVTR_PREDICTION_CACHE", parse_bool, True)
-SVTR_BATCH_SIZE = Var("SVTR_BATCH_SIZE", parse_positive_int, 4)
+SVTR_MAX_INFLIGHT_PIXELS = Var("SVTR_MAX_INFLIGHT_PIXELS", parse_positive_int, 2 * DEFAULT_MAX_IMAGE_PIXELS)
 SVTR_FETCH_THREADS = Var("SVTR_FETCH_THREADS", parse_positive_int, 4)
 # The ML backend
 SVTR_STORE = Var("SVTR_STORE", parse_path, _NO_PATH)
@@ -293,8 +293,9 @@ class FetchSettings:
 class PreannotateSettings(_FromEnv):
     """Pre-annotation of Label Studio tasks (the backend's /predict, `svtr-label push`)."""
 
-    batch_size: int = setting(SVTR_BATCH_SIZE)  # task images per inference call
-    fetch_threads: int = setting(SVTR_FETCH_THREADS)  # downloads at a time while the previous batch is inferred
+    fetch_threads: int = setting(SVTR_FETCH_THREADS)  # tasks worked on at once: their downloads overlap inference
+    # Decoded pixels held at once by the process (all requests): what bounds memory, whatever the images.
+    max_inflight_pixels: int = setting(SVTR_MAX_INFLIGHT_PIXELS)
     prediction_cache: bool = setting(SVTR_PREDICTION_CACHE)  # the cache shared with `svtr-label predict`
 
 

@@ -138,7 +138,8 @@ def test_models_that_cannot_load_are_reported_clearly(backend_services):
 
 
 def test_side_routes_answer_json(client):
-    assert client.get("/metrics").json == {}
+    metrics = client.get("/metrics").json
+    assert metrics["peak_rss_kb"] >= metrics["rss_kb"] > 0 and metrics["pixels_decoded_now"] == 0
     r = client.post("/train", json={"annotations": [{"id": 1}], "project": "1.1"})
     assert r.status_code == 410 and "/webhook" in r.json["error"]
     r = client.get("/no-such-route")
@@ -564,6 +565,40 @@ def test_the_body_limit_holds_for_chunked_bodies_on_real_servers(root, cmd):
         assert r.status_code == 413
         small = requests.post(url + "/predict", data=iter([b'{"tasks": ', b"[]}"]), headers={"Content-Type": "application/json"}, timeout=30)
         assert small.status_code == 200 and small.json()["results"] == []
+
+
+@pytest.fixture(scope="module")
+def huge_pages(tmp_path_factory):
+    """Eight copies of a 16 KB 1-bit PNG of 7700x7700 px: 59 MP each, within the pixel limit."""
+    folder = tmp_path_factory.mktemp("huge")
+    Image.new("1", (7700, 7700), 1).save(folder / "big0.png", optimize=True)
+    for i in range(1, 8):
+        shutil.copy(folder / "big0.png", folder / f"big{i}.png")
+    return folder
+
+
+def test_decoded_pixels_held_at_once_stay_within_the_budget(backend_services, huge_pages):
+    s = backend_services.settings
+    services = backend_services.with_settings(replace(
+        s, label_studio=replace(s.label_studio, document_root=huge_pages),
+        fetch=FetchSettings(document_root=huge_pages, cache=None)))
+    client = make_client(services)
+    res = predict(client, [task(local(f"big{i}.png"), i) for i in range(8)])["results"]
+    assert len(res) == 8 and all("error" not in r for r in res)
+    budget = services.pixel_budget()
+    assert budget.peak <= budget.max_pixels == 120_000_000 and budget.held == 0
+
+
+@pytest.mark.server
+def test_eight_huge_pages_in_one_request_keep_the_server_small(huge_pages):
+    """A request of 8 pages of 59 MP each made the server peak at 3.9 GB; now two are decoded at
+    once at most (SVTR_MAX_INFLIGHT_PIXELS) and large pages hand their memory back."""
+    cmd = [sys.executable, "svtr_backend/_wsgi.py", "--host", "127.0.0.1", "--port", "{port}"]
+    with serving(cmd, huge_pages, wait_loaded=True) as url:
+        r = requests.post(url + "/predict", json={"tasks": [task(local(f"big{i}.png"), i) for i in range(8)]}, timeout=600)
+        assert r.status_code == 200 and all("error" not in x for x in r.json()["results"])
+        peak_kb = int(requests.get(url + "/metrics", timeout=5).json().get("peak_rss_kb", 0))
+    assert 0 < peak_kb < 2_500_000, f"peak RSS {peak_kb / 1e6:.2f} GB"
 
 
 @pytest.mark.server

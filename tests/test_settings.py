@@ -35,7 +35,7 @@ def test_one_boolean_parser(raw, value):
 @pytest.mark.parametrize("env, message", [
     ({"SVTR_USE_DOC_ORIENTATION": "maybe"}, "SVTR_USE_DOC_ORIENTATION='maybe' is not valid: expected one of 1, true"),
     ({"SVTR_WORKERS": "0"}, "SVTR_WORKERS='0' is not valid: expected a whole number of at least 1"),
-    ({"SVTR_BATCH_SIZE": "four"}, "SVTR_BATCH_SIZE='four' is not valid"),
+    ({"SVTR_FETCH_THREADS": "four"}, "SVTR_FETCH_THREADS='four' is not valid"),
     ({"PORT": "99999"}, "PORT='99999' is not valid: expected a port number"),
     ({"SVTR_ENGINE": "tensorrt"}, "SVTR_ENGINE='tensorrt' is not valid: expected one of paddle, onnxruntime"),
 ])

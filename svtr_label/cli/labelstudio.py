@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,6 @@ def add_parser(sub: Any) -> None:
     _add_connection(p)
     add_profile_options(p)
     p.add_argument("--chunk", type=int, default=50, help="tasks per prediction import (default 50)")
-    p.add_argument("--batch-size", type=int, help="images per inference batch (default: env SVTR_BATCH_SIZE or 4)")
     p.set_defaults(func=cmd_push)
 
     q = sub.add_parser("pull", help="import a Label Studio project's annotations into a corrections store")
@@ -63,8 +61,6 @@ def _client(settings: Settings) -> LabelStudio:
 
 def cmd_push(args: argparse.Namespace, services: Services) -> int:
     settings = with_label_studio_options(with_profile_options(services.settings, args), args)
-    if args.batch_size:
-        settings = replace(settings, preannotate=replace(settings.preannotate, batch_size=args.batch_size))
     services = services.with_settings(settings)
     ls = _client(settings)
     engine = services.engine()
@@ -77,7 +73,7 @@ def cmd_push(args: argparse.Namespace, services: Services) -> int:
     try:
         report = push_predictions(
             ls, args.project, engine, services.fetcher(), services.prediction_cache(), view=args.view, ids=args.tasks,
-            chunk=args.chunk, settings=settings.preannotate, limits=settings.images, on_chunk=advance,
+            chunk=args.chunk, settings=settings.preannotate, limits=settings.images, budget=services.pixel_budget(), on_chunk=advance,
         )
     finally:
         bar.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence, cast
 
+from svtr_label.core.budget import PixelBudget
 from svtr_label.labelstudio.client import LabelStudio
 from svtr_label.labelstudio.fetch import ImageFetcher
 from svtr_label.labelstudio.format import LabelConfig
@@ -54,6 +55,7 @@ def push_predictions(
     chunk: int = 50,
     settings: PreannotateSettings = PreannotateSettings(),
     limits: ImageLimits = ImageLimits(),
+    budget: PixelBudget | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> PushReport:
     """Predict the project's tasks (a view's, or the ids given) that lack this engine's
@@ -65,7 +67,7 @@ def push_predictions(
     report = PushReport(tasks=len(tasks), already=len(tasks) - len(todo))
     done = 0
     for part in chunks(todo, chunk):
-        answers = predict_tasks(list(part), config, engine, fetch, cache, settings, limits)
+        answers = predict_tasks(list(part), config, engine, fetch, cache, settings, limits, budget)
         ready = [cast(Prediction, {"task": t["id"], **a}) for t, a in zip(part, answers) if "error" not in a]
         report.failed += [f"task {t['id']}: {a['error']}" for t, a in zip(part, answers) if "error" in a]
         report.created += ls.import_predictions(project, ready)

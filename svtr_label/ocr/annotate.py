@@ -10,9 +10,9 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator
 
-from svtr_label.core.images import DecodedImage, decode_image, sha256_bytes
+from svtr_label.core.images import decode_image, sha256_bytes
 from svtr_label.core.page import Page
 from svtr_label.errors import ImageError
 from svtr_label.ocr.cache import PredictionCache
@@ -21,7 +21,6 @@ from svtr_label.settings import ImageLimits
 
 log = logging.getLogger(__name__)
 
-K = TypeVar("K")
 
 
 
@@ -74,18 +73,3 @@ def _annotate_file(path: Path, engine: OcrEngine, cache: PredictionCache | None,
     if cache is not None:
         cache.put(page)
     return Outcome(path, page.with_(source=str(path)))
-
-
-def predict_batch(engine: OcrEngine, items: list[tuple[K, DecodedImage]]) -> list[tuple[K, Page | str]]:
-    """Predict a batch of (key, image); if the pipeline fails on it, retry image by image so one bad
-    input fails alone (its reason starts with its key)."""
-    try:
-        return list(zip((p for p, _ in items), engine.predict([img for _, img in items])))
-    except Exception as exc:  # the pipeline's own errors are plain Exceptions
-        if len(items) == 1:
-            path = items[0][0]
-            return [(path, f"{path}: OCR failed ({type(exc).__name__}: {exc})")]
-        out: list[tuple[K, Page | str]] = []
-        for item in items:
-            out.extend(predict_batch(engine, [item]))
-        return out
