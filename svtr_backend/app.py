@@ -153,7 +153,10 @@ def health() -> Response:
 
 def metrics() -> Response:
     """GET /metrics: this process's memory (now and its peak) and the decoded pixels it holds."""
+    engine = state().services.built_engine()
     return jsonify({
+        "pid": os.getpid(),
+        "models_loaded": bool(engine is not None and engine.loaded),
         "rss_kb": _rss_kb(),
         "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,  # KiB on Linux
         "pixels_decoded_now": state().services.pixel_budget().held,

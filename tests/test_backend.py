@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -511,13 +512,22 @@ def serving(cmd, root, wait_loaded=False, timeout=180, env=None):
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **(env or {}),
     }
+    # The server's log goes to a file (a pipe nobody reads could fill and stall it); shown when a test fails.
+    log = tempfile.NamedTemporaryFile(prefix="svtr-server-", suffix=".log", delete=False)
     proc = subprocess.Popen([c.format(port=port) for c in cmd], cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
+
+    def log_tail() -> str:
+        return Path(log.name).read_text(errors="replace")[-4000:]
+
     try:
-        wait_for_http(url + "/health", proc, "the backend", lambda: proc.stderr.read().decode(errors="replace")[-2000:],
-                      timeout=timeout, ready=lambda r: r.json().get("models_loaded") or not wait_loaded)
+        wait_for_http(url + "/health", proc, "the backend", log_tail, timeout=timeout,
+                      ready=lambda r: r.json().get("models_loaded") or not wait_loaded)
         yield url
+    except BaseException:
+        print(f"--- server log ({log.name}), last lines:\n{log_tail()}")
+        raise
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -525,6 +535,8 @@ def serving(cmd, root, wait_loaded=False, timeout=180, env=None):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize(
@@ -601,6 +613,92 @@ def test_eight_huge_pages_in_one_request_keep_the_server_small(huge_pages):
     assert 0 < peak_kb < 2_500_000, f"peak RSS {peak_kb / 1e6:.2f} GB"
 
 
+def load_run(url: str, clients: int = 8, calls: int = 25) -> tuple[list, list[float], float]:
+    """`clients` threads x `calls` /predict requests of two small real images: (errors, sorted seconds per call, wall seconds)."""
+    names = ["text_rec.jpg", "short.png"]
+    errors: list = []
+    took: list[float] = []
+
+    def client(n):
+        s = requests.Session()
+        for i in range(calls):
+            name = names[(n + i) % 2]
+            t0 = time.perf_counter()
+            try:
+                r = s.post(url + "/predict", json={"tasks": [task(local(name), i)], "label_config": CONFIG}, timeout=120)
+                res = r.json()["results"]
+                if r.status_code != 200 or len(res) != 1 or not res[0]["result"] or "error" in res[0]:
+                    errors.append((name, r.status_code, r.text[:200]))
+                elif name == "text_rec.jpg" and texts(res[0]["result"]) != ["韩国小馆"]:
+                    errors.append((name, texts(res[0]["result"])))
+            except Exception as exc:  # counted, not raised: the run reports every failure
+                errors.append((name, repr(exc)))
+            took.append(time.perf_counter() - t0)
+
+    wall = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors, sorted(took), time.perf_counter() - wall
+
+
+def worker_metrics(url: str, workers: int, timeout: float = 180) -> dict[int, dict]:
+    """/metrics of each of `workers` gunicorn workers (by pid), once every one has loaded its models."""
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = requests.get(url + "/metrics", timeout=5).json()
+        if m["models_loaded"]:
+            seen[m["pid"]] = m
+        if len(seen) == workers:
+            return seen
+        time.sleep(0.2)
+    pytest.fail(f"only {len(seen)} of {workers} workers answered with their models loaded")
+
+
+@pytest.mark.server
+def test_two_gunicorn_workers_each_load_once_serve_a_load_run_and_share_one_store(root, tmp_path):
+    """2 workers x 4 threads: each worker loads the engine once (after its fork), 8 clients x 25
+    calls get zero errors, and webhooks spread over both workers land in the one store exactly once."""
+    store_path = tmp_path / "store.sqlite"
+    cmd = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind", "127.0.0.1:{port}", "svtr_backend._wsgi:app"]
+    env = {"SVTR_STORE": str(store_path), "SVTR_CACHE_DIR": str(tmp_path / "cache")}  # no prediction cache: every call runs a model
+    with serving(cmd, root, env=env) as url:
+        before = worker_metrics(url, 2)
+        errors, took, wall = load_run(url)
+        assert errors == [] and len(took) == 200
+        after = worker_metrics(url, 2)
+        assert set(after) == set(before)  # the same two workers: none crashed or was replaced
+        print(f"2 workers: 200 calls in {wall:.1f} s, median {took[100] * 1000:.0f} ms; RSS per worker "
+              + ", ".join(f"{m['rss_kb'] / 1e6:.2f} GB (peak {m['peak_rss_kb'] / 1e6:.2f})" for m in after.values()))
+
+        # 20 versions of one annotation, each sent twice, 8 at a time: both workers write the store.
+        events = [annotation_event("ANNOTATION_UPDATED", 501, f"version {k}", f"2026-01-01T00:00:{k:02d}Z") for k in range(20)]
+        answers: list = []
+
+        def send(batch):
+            for event in batch:
+                r = requests.post(url + "/webhook", json=event, timeout=60)
+                answers.append(r.status_code if r.status_code == 201 else (r.status_code, r.text[:300]))
+
+        batches = [events[k::8] + events[k::8] for k in range(8)]
+        threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [a for a in answers if a != 201] == [] and len(answers) == 40
+    from svtr_label.store import Store
+
+    with Store(store_path) as store:
+        (image_id,) = store.image_ids()
+        assert [r.text for r in store.current_page(image_id).regions] == ["version 19"]  # the latest wins, whatever the order
+        applied = [e for e in store.history(image_id) if e.op == "replace"]
+        assert len(applied) <= 20  # no version applied twice
+
+
 @pytest.mark.server
 def test_load_run_gunicorn_threads_8_clients_x_25(root):
     """8 concurrent clients x 25 /predict calls on one gunicorn worker with threads: zero errors."""
@@ -614,33 +712,7 @@ def test_load_run_gunicorn_threads_8_clients_x_25(root):
             page_ms.append((time.perf_counter() - start) * 1000)
         print(f"/predict one 323x430 page (17 lines) over HTTP: first {page_ms[0]:.0f} ms, then {sorted(page_ms[1:])[1]:.0f} ms median")
 
-        names = ["text_rec.jpg", "short.png"]
-        errors, took = [], []
-
-        def client(n):
-            s = requests.Session()
-            for i in range(25):
-                name = names[(n + i) % 2]
-                t0 = time.perf_counter()
-                try:
-                    r = s.post(url + "/predict", json={"tasks": [task(local(name), i)], "label_config": CONFIG}, timeout=120)
-                    res = r.json()["results"]
-                    if r.status_code != 200 or len(res) != 1 or not res[0]["result"] or "error" in res[0]:
-                        errors.append((name, r.status_code, r.text[:200]))
-                    elif name == "text_rec.jpg" and texts(res[0]["result"]) != ["韩国小馆"]:
-                        errors.append((name, texts(res[0]["result"])))
-                except Exception as exc:  # counted, not raised: the run reports every failure
-                    errors.append((name, repr(exc)))
-                took.append(time.perf_counter() - t0)
-
-        wall = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - wall
-        took.sort()
+        errors, took, wall = load_run(url)
         print(f"load run: 200 calls in {wall:.1f} s, median {took[100] * 1000:.0f} ms, p95 {took[189] * 1000:.0f} ms")
         assert errors == [] and len(took) == 200
         assert requests.get(url + "/health", timeout=5).json()["status"] == "UP"

@@ -431,3 +431,33 @@ def test_import_skips_predictions_listed_as_ids(tmp_path):
     g, h = store.import_label_studio_tasks(tasks)
     assert list(store.predictions(g)) == ["m1"] and texts(store.current_page(g)) == ["g0"]
     assert store.predictions(h) == {} and texts(store.current_page(h)) == ["h0"]
+
+
+def _open_and_write(path: str, barrier, errors) -> None:
+    """A process (a gunicorn worker on its first webhook) opening a store file and writing at once."""
+    try:
+        barrier.wait()
+        with Store(path) as store:
+            for k in range(5):
+                store.add_page(Page(100, 50, f"sha-{path[-12:]}-{k}", model_version="m"))
+    except Exception as exc:  # reported to the parent: a failure in a child would pass unseen
+        errors.put(repr(exc))
+
+
+def test_processes_opening_a_new_store_at_once_all_get_in(tmp_path):
+    """Switching a new file to WAL takes a lock SQLite's busy timeout does not wait for: the
+    second of two gunicorn workers opening the store at once got "database is locked" (a 500)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(6):
+        path = str(tmp_path / f"s{trial}.sqlite")
+        barrier, errors = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_and_write, args=(path, barrier, errors)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert errors.empty(), errors.get()
+        with Store(path) as store:
+            assert len(store.image_ids()) == 5  # the same five pages from four writers: once each

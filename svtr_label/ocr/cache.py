@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from svtr_label.core.page import Page
+from svtr_label.core.wal import connect_wal
 
 
 class PredictionCache:
@@ -26,9 +27,7 @@ class PredictionCache:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect_wal(self.path)
             self._local.conn = conn
         return conn
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from svtr_label.core.geometry import as_points
+from svtr_label.core.wal import connect_wal
 from svtr_label.core.page import IGNORE_TEXT, Page, Region
 from svtr_label.errors import StoreError
 from svtr_label.store import editlog
@@ -89,11 +90,9 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed edit survives power loss, not only a killed process.
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn = connect_wal(self.path, synchronous="FULL", isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 
