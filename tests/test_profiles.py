@@ -7,7 +7,7 @@ import pytest
 
 from svtr_label.ocr.engine import OcrEngine
 from svtr_label.errors import ModelError, SvtrLabelError
-from svtr_label.ocr.profiles import bundled_model_dirs, dictionary_of
+from svtr_label.ocr.profiles import bundled_model_dirs, dictionary_of, model_name_of
 from conftest import profile_from, models_dir  # noqa: E402
 
 
@@ -82,3 +82,33 @@ def test_a_failed_download_names_every_missing_model_and_its_variable():
     assert "PP-OCRv5_server_det, PP-LCNet_x1_0_textline_ori" in hint and "ch_SVTRv2_rec" not in hint.split("\n")[1]
     assert "SVTR_DET_MODEL_DIR, SVTR_TEXTLINE_MODEL_DIR" in hint and "SVTR_USE_TEXTLINE_ORIENTATION=false" in hint
     assert "--profile bundled" in hint
+
+
+def _lay_out_and_load(base: str, barrier, errors) -> None:
+    """A gunicorn worker on first use: lay out the bundled folders (if missing) and read them."""
+    from pathlib import Path
+
+    try:
+        barrier.wait()
+        det, rec = bundled_model_dirs(Path(base))
+        for folder in (det, rec):
+            model_name_of(folder, "det")  # the check the engine makes before loading
+        assert len(dictionary_of(rec)) == 18384
+    except Exception as exc:  # reported to the parent: a failure in a child would pass unseen
+        errors.put(repr(exc))
+
+
+def test_workers_laying_out_the_bundled_folders_at_once_all_load_them(tmp_path):
+    """One worker removing the complete folder another had just renamed into place made the
+    other see inference.yml without weights ("holds no weights")."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(4):
+        barrier, errors = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_lay_out_and_load, args=(str(tmp_path / f"m{trial}"), barrier, errors)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert errors.empty(), errors.get()

