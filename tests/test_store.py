@@ -155,13 +155,19 @@ def test_label_studio_round_trip(tmp_path, synth_set, synth_predictions):
     assert texts(back.current_page(back.find_image(ref=str(folder / pages[0].name))))[:2] == ["Round trip 1", IGNORE_TEXT]
 
 
-def test_import_latest_annotation_wins(tmp_path, synth_set):
+def two_annotations(synth_set) -> tuple[list, dict]:
+    """Task 5 of the third generated page with two annotations: 11 (the truth, newer) and 10 (older, first line "older")."""
     folder, pages = synth_set
     path = folder / pages[2].name
     truth = truth_page(pages[2], path)
     older = truth.with_(regions=(truth.regions[0].with_(text="older"),) + truth.regions[1:])
     task = annotated_task(5, str(path), truth, 11, "2026-02-01T10:00:00Z")
     task["annotations"].append(annotated_task(5, str(path), older, 10, "2026-01-01T10:00:00Z")["annotations"][0])
+    return pages, task
+
+
+def test_import_latest_annotation_wins(tmp_path, synth_set):
+    pages, task = two_annotations(synth_set)
     store = Store(tmp_path / "s.db")
     (image_id,) = store.import_label_studio_tasks([task])
     assert texts(store.current_page(image_id)) == [l.text for l in pages[2].lines]
@@ -174,12 +180,7 @@ def test_import_latest_annotation_wins(tmp_path, synth_set):
 
 def test_annotations_deleted_in_label_studio_leave_the_store_on_the_next_import(tmp_path, synth_set):
     """A pull lists each task with all its annotations: one stored but no longer listed was deleted."""
-    folder, pages = synth_set
-    path = folder / pages[2].name
-    truth = truth_page(pages[2], path)
-    older = truth.with_(regions=(truth.regions[0].with_(text="older"),) + truth.regions[1:])
-    both = annotated_task(5, str(path), truth, 11, "2026-02-01T10:00:00Z")
-    both["annotations"].append(annotated_task(5, str(path), older, 10, "2026-01-01T10:00:00Z")["annotations"][0])
+    pages, both = two_annotations(synth_set)
     store = Store(tmp_path / "s.db")
     (image_id,) = store.import_label_studio_tasks([both])
     assert texts(store.current_page(image_id))[0] == pages[2].lines[0].text
