@@ -118,3 +118,17 @@ def test_spaces_edit_distance_and_model_versions(tmp_path):
     assert (table[0.0]["lines"], table[0.7]["lines"], table[0.95]["lines"]) == (2, 1, 0)
     assert levenshtein("kitten", "sitting") == 3 and levenshtein("", "abc") == 3
     assert store.get_image(image_id).state == "reviewed"
+
+
+def test_eval_names_the_fix_when_a_predicted_image_without_lines_is_elsewhere(tmp_path, capsys):
+    """A page with no lines carries no size in its results: its file must be found (--root)."""
+    import json
+
+    from svtr_label.cli import main
+
+    pred = tmp_path / "tasks.json"
+    pred.write_text(json.dumps([{"data": {"image": "/data/local-files/?d=scans/blank.png"},
+                                 "predictions": [{"model_version": "m", "result": []}]}]))
+    assert main(["eval", "--truth", str(pred), "--pred", str(pred), "--root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "scans/blank.png" in err and "pass --root" in err

@@ -144,7 +144,9 @@ class Store(SqliteStore):
                     raise StoreError(f"task {task.get('id')}: {exc}") from None
                 size = (img.width, img.height)
         if size is None:
-            raise StoreError(f"task {task.get('id')}: image {ref} is not readable here and no result carries its size")
+            where = f"under {self.root}" if self.root else "under the current folder"
+            raise StoreError(f"task {task.get('id')}: image {ref} is not readable {where} and no result carries its size "
+                             "(an image without lines): pass --root, the folder its path is relative to")
         return self._upsert_image(conn, sha, ref, size[0], size[1], task.get("id"))
 
     def _results_page(self, image_id: int, results: list[Result], model_version: str) -> Page:
