@@ -27,7 +27,6 @@ from svtr_label.settings import ImageLimits, PreannotateSettings
 log = logging.getLogger(__name__)
 
 
-
 def empty(reason: str | None = None) -> PredictionAnswer:
     """The answer for a task without a usable image: Label Studio pairs results by position."""
     out: PredictionAnswer = {"result": [], "score": 0}
