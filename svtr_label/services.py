@@ -112,17 +112,19 @@ class Services:
         return self._once("label_studio", lambda: LabelStudio(ls.url or "", ls.api_key or "", timeout=self.settings.fetch.timeout))
 
     def user_email(self, user_id: int) -> str | None:
-        """A Label Studio user's e-mail, asked once per process; None without Label Studio or for an unknown user."""
+        """A Label Studio user's e-mail, asked once per process; None without Label Studio, or when it
+        could not say (asked again next time: a failed lookup must not stick for the process's life)."""
         ls = self.label_studio()
         if ls is None:
             return None
         with self._lock:
-            emails: dict[int, str | None] = self._built.setdefault("user_emails", {})
+            emails: dict[int, str] = self._built.setdefault("user_emails", {})
             if user_id in emails:
                 return emails[user_id]
         email = ls.user_email(user_id)
-        with self._lock:
-            emails[user_id] = email
+        if email is not None:
+            with self._lock:
+                emails[user_id] = email
         return email
 
     # -- the store ---------------------------------------------------------------------------------
