@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ if __package__ in (None, ""):  # run as a script (label-studio-ml start): make t
 
 from flask import Flask  # noqa: E402
 
-from svtr_backend.app import create_app  # noqa: E402
+from svtr_backend.app import create_app, start_preload  # noqa: E402
 from svtr_backend.model import serving_settings  # noqa: E402
 from svtr_label.errors import UsageError  # noqa: E402
 from svtr_label.services import Services  # noqa: E402
@@ -79,18 +80,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def built_in_gunicorn_master() -> bool:
+    """True while gunicorn's master builds the app (--preload), before it forks the workers."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "gunicorn.arbiter":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
 app: Flask  # built by __getattr__ on first use
 
 
 def __getattr__(name: str) -> Any:
     """`svtr_backend._wsgi:app` for gunicorn: built from the environment when first asked for (with
-    --preload, once, before the workers fork), not when the module is imported."""
+    --preload, once, before the workers fork), not when the module is imported.
+
+    The models always load after the fork, in each worker: a Paddle Inference predictor loaded
+    before a fork hangs in the children (tests/test_paddle_engine.py; ONNX Runtime survives it), so
+    --preload shares the imported code, not the models."""
     if name != "app":
         raise AttributeError(name)
     global app
-    settings = Settings.from_env()
+    settings = serving_settings(Settings.from_env())
     logging.basicConfig(level=settings.server.log_level.upper(), format=LOG_FORMAT)
-    app = create_app(Services(serving_settings(settings)))
+    app = create_app(Services(settings), preload_models=False)
+    if settings.server.preload:
+        if built_in_gunicorn_master():
+            os.register_at_fork(after_in_child=lambda: start_preload(app))
+        else:
+            start_preload(app)
     return app
 
 

@@ -238,5 +238,10 @@ def create_app(services: Services, preload_models: bool | None = None) -> Flask:
     app.before_request(check_basic_auth)
     app.register_error_handler(Exception, on_error)
     if settings.server.preload if preload_models is None else preload_models:
-        threading.Thread(target=preload, args=(backend,), name="svtr-preload", daemon=True).start()
+        start_preload(app)
     return app
+
+
+def start_preload(app: Flask) -> None:
+    """Load `app`'s models in a background thread of this process."""
+    threading.Thread(target=preload, args=(app.config["SVTR_STATE"],), name="svtr-preload", daemon=True).start()

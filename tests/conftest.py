@@ -92,6 +92,42 @@ SLOW_MARKERS = ("pipeline", "labelstudio", "browser", "server")
 MODEL_FIXTURES = {"engine", "synth_predictions"}  # they load the models and run them
 
 
+def texts_in_forked_children(engine: Any, image: Path, children: int = 2, timeout: float = 120) -> list[list[str]]:
+    """What `engine` reads on `image` in `children` processes forked after it was loaded and used,
+    as gunicorn --preload forks its workers. A child that hangs is killed (by its PID) at `timeout`
+    and reads as None."""
+    import json
+    import signal
+
+    readers = []
+    for _ in range(children):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: read the page, send its texts, leave without running the parent's cleanup
+            try:
+                os.close(read_end)
+                texts = [r.text for r in engine.predict_one(image).regions]
+                os.write(write_end, json.dumps(texts).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        readers.append((pid, read_end))
+    deadline = time.monotonic() + timeout
+    results = []
+    for pid, read_end in readers:
+        exited = False
+        while not exited and time.monotonic() < deadline:
+            exited = os.waitpid(pid, os.WNOHANG) != (0, 0)
+            time.sleep(0 if exited else 0.1)
+        if not exited:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        with os.fdopen(read_end, "rb") as pipe:  # a page's texts fit in the pipe's buffer
+            raw = pipe.read()
+        results.append(json.loads(raw) if raw else None)
+    return results
+
+
 def pytest_collection_modifyitems(config, items):
     """The fast tier (`pytest -m "not slow"`) leaves out every test that runs the models, a
     server or a browser: a test using a model fixture is marked pipeline, and every test with

@@ -3,6 +3,7 @@
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,18 @@ def test_document_unwarping_is_refused_because_its_boxes_cannot_be_placed_on_the
     profile = profile_from("bundled", {"SVTR_USE_DOC_UNWARPING": "true"})
     with pytest.raises(ModelError, match="SVTR_USE_DOC_UNWARPING"):
         OcrEngine(profile)
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_engine_loaded_before_a_fork_reads_in_the_children(services, threads):
+    """gunicorn --preload loads the app in its master and forks the workers: the bundled ONNX Runtime sessions
+    built and used before the fork (with and without their own thread pool) must read the same in
+    every child, without hanging."""
+    from conftest import texts_in_forked_children
+
+    engine = services.engine("bundled", EngineSettings(workers=1, cpu_threads=threads)).load()
+    page = Path(__file__).resolve().parents[1] / "samples" / "en.jpg"
+    expected = [r.text for r in engine.predict_one(page).regions]
+    assert len(expected) >= 5
+    assert texts_in_forked_children(engine, page) == [expected, expected]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,58 @@ def test_text_line_orientation_reads_upside_down_lines(paddle_engine, paddle_fol
     assert read_right(paddle_engine, flipped=True) == 0
     assert read_right(oriented, flipped=True) >= 0.35 * total
     assert read_right(oriented, flipped=False) >= read_right(paddle_engine, flipped=False) - 1
+
+
+def test_a_paddle_engine_used_before_a_fork_hangs_in_the_children(paddle_engine, synth_set):
+    """Why the backend loads its models after gunicorn forks, never before (svtr_backend/_wsgi.py):
+    a Paddle Inference predictor built and used before a fork never answers in the children (its
+    threads are gone there), where it reads a page in about a second. Should this start failing,
+    Paddle became fork-safe and --preload could share one copy of the models between workers."""
+    from conftest import texts_in_forked_children
+
+    folder, pages = synth_set
+    expected = [r.text for r in paddle_engine.predict_one(folder / pages[0].name).regions]
+    assert len(expected) > 3
+    assert texts_in_forked_children(paddle_engine, folder / pages[0].name, timeout=30) == [None, None]
+
+
+def _rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+@pytest.mark.server
+def test_gunicorn_preload_serves_the_paddle_engine_from_every_worker(paddle_engine, paddle_folders, synth_set):
+    """gunicorn --preload builds the app in its master and forks the workers. The models load in
+    each worker after its fork (loaded before, Paddle Inference hangs in the workers: the test
+    above), so both workers load their own and answer, and the master holds none."""
+    import threading
+
+    import requests
+    from test_backend import CONFIG, local, serving, task, texts, worker_metrics
+
+    folder, pages = synth_set
+    det, rec = paddle_folders
+    expected = [r.text for r in paddle_engine.predict_one(folder / pages[0].name).regions]
+    cmd = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--threads", "2",
+           "--bind", "127.0.0.1:{port}", "svtr_backend._wsgi:app"]
+    env = {"SVTR_PROFILE": "custom", "SVTR_DET_MODEL_DIR": str(det), "SVTR_REC_MODEL_DIR": str(rec)}
+    with serving(cmd, folder, env=env, timeout=240) as url:
+        workers = worker_metrics(url, 2)
+        answers: list = []
+
+        def client(n: int) -> None:
+            for k in range(3):
+                r = requests.post(url + "/predict", json={"tasks": [task(local(pages[0].name), n * 10 + k)], "label_config": CONFIG}, timeout=120)
+                answers.append(texts(r.json()["results"][0]["result"]) if r.status_code == 200 else r.text[:300])
+
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join()
+        assert answers == [expected] * 12
+        (master,) = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in workers}
+        assert master not in workers
+        print("RSS: master %.2f GB, workers %s GB" % (_rss_kb(master) / 1e6, [round(_rss_kb(p) / 1e6, 2) for p in workers]))
+        assert _rss_kb(master) < min(_rss_kb(pid) for pid in workers) / 2
