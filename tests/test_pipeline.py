@@ -209,7 +209,7 @@ def test_annotate_files_keeps_input_order_and_fails_only_bad_files(engine, synth
     (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
     paths = [folder / pages[0].name, tmp_path / "bad.png", folder / pages[1].name, tmp_path / "gone.png", folder / pages[2].name]
     outcomes = list(annotate_files(paths, engine))
-    assert [o.path for o in outcomes] == paths
+    assert [o.name for o in outcomes] == [str(p) for p in paths]
     assert [o.page is None for o in outcomes] == [False, True, False, True, False]
     assert "bad.png" in outcomes[1].error and "gone.png" in outcomes[3].error
     assert [texts(o.page) for o in outcomes if o.page] == [texts(p) for p in synth_predictions[:3]]

@@ -55,7 +55,7 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
     if not paths:
         print("svtr-label: error: no image files found in " + " ".join(args.paths), file=sys.stderr)
         return 1
-    refs = {p: image_ref(p) for p in paths if p.exists()}  # fail before the long part, not after it
+    refs = {str(p): image_ref(p) for p in paths if p.exists()}  # fail before the long part, not after it
     if args.image_ref == "local-files" and any("/" not in r.split("?d=", 1)[1] for r in refs.values()):
         print(
             "svtr-label: warning: some images lie directly in the document root; Label Studio serves local files "
@@ -70,12 +70,12 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
     for outcome in annotate_files(paths, engine, cache, settings.images):
         bar.update(1)
         if outcome.page is None:
-            failures.append(outcome.error or str(outcome.path))
+            failures.append(outcome.error or outcome.name)
             bar.write(f"skipped: {outcome.error}", file=sys.stderr)
             continue
         hits += outcome.cached
         lines += len(outcome.page.regions)
-        tasks.append(make_task(outcome.page, refs[outcome.path], config, args.shape))
+        tasks.append(make_task(outcome.page, refs[outcome.name], config, args.shape))
     bar.close()
     if not tasks:
         print(f"svtr-label: error: none of the {len(paths)} files could be processed", file=sys.stderr)
