@@ -533,8 +533,12 @@ def serving(cmd, root, wait_loaded=False, timeout=180, env=None):
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
+            pass
+        try:  # a worker stuck in native code outlives its master's SIGTERM: none is left behind
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        except ProcessLookupError:
+            pass
+        proc.wait()
         log.close()
         Path(log.name).unlink(missing_ok=True)
 
