@@ -12,13 +12,19 @@ LSML2 ?= $(if $(LSML2_WHEEL),$(abspath $(LSML2_WHEEL)),label-studio-ml @ git+htt
 # provides the same `cv2` module: reinstalling this one last keeps PaddleX's.
 OPENCV := opencv-contrib-python==4.10.0.84
 
-.PHONY: demo test test-fast test-legacy-backend setup backend system-deps label-studio clean
+.PHONY: demo test test-fast test-legacy-backend test-ray setup backend system-deps label-studio clean
 
 demo: $(VENV)/.installed
 	$(BIN)/svtr-label predict samples --profile bundled --root . -o out/tasks.json
 
-test: $(VENV)/.installed $(VENV)/.backend $(VENV)/.paddle-weights system-deps label-studio test-legacy-backend
-	SVTR_LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio bash .ci/pytest.sh $(BIN)/python
+test: $(VENV)/.installed $(VENV)/.backend $(VENV)/.paddle-weights system-deps label-studio test-legacy-backend test-ray
+	SVTR_LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio bash .ci/pytest.sh $(BIN)/python -m "not ray"
+
+# The Ray cluster tests. Ray 2.60 listens on every interface, so they run in a network namespace
+# whose only interface is loopback (needs root): nothing the cluster opens is reachable from outside.
+test-ray: $(VENV)/.installed $(VENV)/.backend system-deps label-studio
+	unshare -n sh -c 'ip link set lo up && SVTR_REQUIRE_RAY_TESTS=1 SVTR_LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio \
+	  bash .ci/pytest.sh $(BIN)/python -m ray'
 
 # The backend's tests (Label Studio end to end included) again on PyPI's label-studio-ml 1.0.9 stack.
 test-legacy-backend: $(LEGACY_VENV)/.installed system-deps label-studio
@@ -50,7 +56,7 @@ $(LEGACY_VENV)/.installed: pyproject.toml
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,ray]'
 	$(BIN)/pip install -q --force-reinstall --no-deps '$(OPENCV)'
 	$(BIN)/python -c "import cv2, paddlex; assert hasattr(cv2, 'ximgproc'), 'cv2 is not opencv-contrib-python'"
 	touch $@
@@ -64,9 +70,9 @@ $(VENV)/.paddle-weights: $(VENV)/.installed
 # Fonts for generated test pages (CJK), Chromium for the browser tests, strace for the offline
 # test (it watches every connection attempt): Debian packages.
 system-deps:
-	@if ! fc-list 2>/dev/null | grep -q NotoSansCJK || ! command -v chromium >/dev/null || ! command -v strace >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-noto-cjk chromium strace; \
-	  else echo "install Debian packages fonts-noto-cjk, chromium and strace (sudo apt-get install fonts-noto-cjk chromium strace)"; exit 1; fi; \
+	@if ! fc-list 2>/dev/null | grep -q NotoSansCJK || ! command -v chromium >/dev/null || ! command -v strace >/dev/null || ! command -v ip >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-noto-cjk chromium strace iproute2; \
+	  else echo "install Debian packages fonts-noto-cjk, chromium and strace (sudo apt-get install fonts-noto-cjk chromium strace iproute2)"; exit 1; fi; \
 	fi
 
 # Label Studio pins its own SDK and Django: it lives in its own virtual environment.

@@ -17,6 +17,7 @@ else escaping is a bug and keeps its traceback. Messages name the input at fault
     ├── DatasetError        an evaluation that cannot be done
     │   ├── ExportError     an export that cannot be written
     │   └── TrainConfigError  a training config that cannot tell the limits
+    ├── ScaleError          a Ray job that cannot start (Ray missing, no cluster) or an output folder it cannot use
     ├── FontMissing         no font for generated pages (tests, samples, benchmarks)
     └── RequestError        a backend request that cannot be answered (malformed body)
 
@@ -88,6 +89,11 @@ class TrainConfigError(DatasetError):
     """A training config that cannot tell the limits; the message names the file and the key."""
 
 
+class ScaleError(SvtrLabelError):
+    """A scale-out job that cannot start (Ray not installed, no cluster at the address) or an output
+    folder it cannot use."""
+
+
 class FontMissing(SvtrLabelError):
     """No font with the glyphs generated test pages need (Debian: fonts-noto-cjk)."""
 
@@ -136,5 +142,5 @@ def http_status_for(exc: SvtrLabelError) -> int:
 __all__ = [
     "SvtrLabelError", "UsageError", "SettingsError", "ConfigError", "ModelError", "ImageError", "FetchError",
     "SourceError", "RefError", "LabelStudioError", "StoreError", "DatasetError", "ExportError", "TrainConfigError",
-    "FontMissing", "RequestError", "EXIT_CODES", "HTTP_STATUS", "exit_code_for", "http_status_for",
+    "ScaleError", "FontMissing", "RequestError", "EXIT_CODES", "HTTP_STATUS", "exit_code_for", "http_status_for",
 ]

@@ -60,6 +60,23 @@ def parse_positive_int(raw: str) -> int:
     return _int_within(raw, 1, 2**63 - 1, "a whole number of at least 1")
 
 
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        return _int_within(raw, low, high, f"a whole number from {low} to {high}")
+
+    return parse
+
+
+def parse_nonnegative_float(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of at least 0") from None
+    if not value >= 0:
+        raise ValueError("expected a number of at least 0")
+    return value
+
+
 def parse_port(raw: str) -> int:
     return _int_within(raw, 1, 65535, "a port number between 1 and 65535")
 
@@ -181,6 +198,16 @@ PORT = Var("PORT", parse_port, 9090)
 LOG_LEVEL = Var("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info")
 MODEL_DIR = Var("MODEL_DIR", parse_path, _NO_PATH)
 SVTR_MAX_TASKS_PER_REQUEST = Var("SVTR_MAX_TASKS_PER_REQUEST", parse_positive_int, 1000)
+# Scale-out on Ray (`--ray`)
+SVTR_RAY_ACTORS = Var("SVTR_RAY_ACTORS", parse_positive_int, _NO_INT)
+SVTR_RAY_CPUS_PER_ACTOR = Var("SVTR_RAY_CPUS_PER_ACTOR", parse_positive_float, 1.0)
+SVTR_RAY_GPUS_PER_ACTOR = Var("SVTR_RAY_GPUS_PER_ACTOR", parse_nonnegative_float, 0.0)
+SVTR_RAY_PIPELINES_PER_ACTOR = Var("SVTR_RAY_PIPELINES_PER_ACTOR", parse_positive_int, 1)
+SVTR_RAY_BLOCK_SIZE = Var("SVTR_RAY_BLOCK_SIZE", parse_positive_int, 16)
+SVTR_RAY_COMMIT_EVERY = Var("SVTR_RAY_COMMIT_EVERY", _int_range(1, 10_000), 500)
+SVTR_RAY_COMMIT_SECONDS = Var("SVTR_RAY_COMMIT_SECONDS", parse_positive_float, 60.0)
+SVTR_RAY_LOCAL_NODE_IP = Var("SVTR_RAY_LOCAL_NODE_IP", parse_text, "127.0.0.2")
+SVTR_RAY_LOCAL_CPUS = Var("SVTR_RAY_LOCAL_CPUS", parse_positive_int, _NO_INT)
 
 VARIABLES: tuple[Var, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Var))
 
@@ -315,12 +342,29 @@ class ServerSettings(_FromEnv):
     max_tasks_per_request: int = setting(SVTR_MAX_TASKS_PER_REQUEST)
 
 
+@dataclass(frozen=True)
+class RaySettings(_FromEnv):
+    """Scale-out jobs on Ray (`svtr-label predict --ray`, `push --ray`)."""
+
+    actors: int | None = setting(SVTR_RAY_ACTORS)  # OCR actors; None: as many as the cluster's CPUs (GPUs) hold
+    cpus_per_actor: float = setting(SVTR_RAY_CPUS_PER_ACTOR)  # also its inference threads (split over its pipelines)
+    gpus_per_actor: float = setting(SVTR_RAY_GPUS_PER_ACTOR)  # above 0: GPU actors (fractions share a GPU); CPU tasks decode
+    pipelines_per_actor: int = setting(SVTR_RAY_PIPELINES_PER_ACTOR)
+    block_size: int = setting(SVTR_RAY_BLOCK_SIZE)  # inputs per block: the step of progress and of work redone after a failure
+    commit_every: int = setting(SVTR_RAY_COMMIT_EVERY)  # rows per committed shard (at most 10,000)
+    commit_seconds: float = setting(SVTR_RAY_COMMIT_SECONDS)  # ... or whatever is pending after this long
+    local_node_ip: str = setting(SVTR_RAY_LOCAL_NODE_IP)  # --ray local: the loopback address its node listens on
+    local_cpus: int | None = setting(SVTR_RAY_LOCAL_CPUS)  # --ray local: CPUs it may use; None: all
+    progress_bars: bool = True  # Ray Data's own bars (--no-progress turns them off)
+
+
 def quiet_third_parties() -> None:
     """Nothing calls out. PaddleX probes model hosts when it is imported, and ONNX Runtime 1.32 looks
     up its telemetry host every few seconds (seen as DNS lookups from its own threads) unless told
-    not to: call before importing paddlex, paddleocr or onnxruntime. A value the user set is kept."""
+    not to: call before importing paddlex, paddleocr, onnxruntime or ray. A value the user set is kept."""
     os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray reports usage to its makers unless told not to
 
 
 def prepare_label_studio_ml(env: Mapping[str, str] | None = None) -> None:
@@ -358,6 +402,7 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     preannotate: PreannotateSettings = field(default_factory=PreannotateSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -374,6 +419,7 @@ class Settings:
             fetch=FetchSettings.from_env(env),
             preannotate=PreannotateSettings.from_env(env),
             server=ServerSettings.from_env(env),
+            ray=RaySettings.from_env(env),
         )
 
     @property

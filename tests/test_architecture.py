@@ -24,6 +24,7 @@ LAYERS = [
     ("svtr_label.store",),
     ("svtr_label.dataset",),
     ("svtr_label.services",),
+    ("svtr_label.scale",),  # Ray jobs: their actors build what they need through Services
     ("svtr_label.cli",),
     ("svtr_backend", "svtr_label_widgets"),  # the faces: they never import each other or the CLI
 ]

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from svtr_label.cli import scaleout
 from svtr_label.cli.options import (
     add_profile_options,
     progress_bar,
@@ -24,8 +25,9 @@ from svtr_label.services import Services
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("predict", help="pre-annotate images into a Label Studio tasks file")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    p.add_argument("-o", "--output", default="tasks.json", help="tasks file to write (default tasks.json)")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="image files or folders; with --ray also s3:// and gs:// prefixes and manifests (.txt, .jsonl, .parquet)")
+    p.add_argument("-o", "--output", default="tasks.json", help="tasks file to write (default tasks.json); with --ray, a folder")
     add_profile_options(p)
     p.add_argument("--label-config", help="labeling config XML to write results for (default: the recommended OCR config)")
     p.add_argument("--shape", choices=["polygon", "rectangle"], default="polygon", help="region shape to emit (default polygon)")
@@ -39,6 +41,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--url-prefix", default="", help="URL prefix for --image-ref prefix")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not fill the prediction cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scaleout.add_predict_options(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -51,6 +54,8 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
     if args.image_ref == "prefix" and not args.url_prefix:
         raise UsageError("--image-ref prefix needs --url-prefix (e.g. https://files.example.com/ocr/)")
     image_ref = ImageRef(args.image_ref, args.root or settings.label_studio.document_root, args.url_prefix)
+    if args.ray:
+        return scaleout.cmd_predict_ray(args, services, settings, config, image_ref)
     paths = find_images(args.paths)
     if not paths:
         print("svtr-label: error: no image files found in " + " ".join(args.paths), file=sys.stderr)

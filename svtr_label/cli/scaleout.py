@@ -1,0 +1,103 @@
+"""`--ray`: the options and the driver side of `svtr-label predict --ray` and `svtr-label push --ray`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from svtr_label.cli.options import progress_bar
+from svtr_label.errors import UsageError
+from svtr_label.labelstudio.format import LabelConfig, make_task
+from svtr_label.labelstudio.payloads import Task
+from svtr_label.labelstudio.refs import ImageRef
+from svtr_label.scale.inputs import OBJECT_SCHEMES, WEB_SCHEMES, list_inputs
+from svtr_label.scale.job import JobReport, predict_job, with_ray_options
+from svtr_label.scale.output import FORMATS, JobOutput, Row
+from svtr_label.services import Services
+from svtr_label.settings import Settings
+
+
+def add_ray_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale-out on Ray (pip install 'svtr-label[ray]')")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray: 'local' (a private cluster on this machine; the default when no address is given), "
+                        "'auto' (the cluster `ray start` joined this machine to), or host:port / ray://host:port")
+    g.add_argument("--actors", type=int, help="OCR actors (env SVTR_RAY_ACTORS; default: as many as the cluster's CPUs or GPUs hold)")
+    g.add_argument("--cpus-per-actor", type=float, help="CPUs per actor, its inference threads (env SVTR_RAY_CPUS_PER_ACTOR; default 1)")
+    g.add_argument("--gpus-per-actor", type=float, help="GPUs per actor, fractions share one (env SVTR_RAY_GPUS_PER_ACTOR; default 0: CPU actors)")
+    g.add_argument("--pipelines-per-actor", type=int, help="pipelines per actor (env SVTR_RAY_PIPELINES_PER_ACTOR; default 1)")
+    g.add_argument("--block-size", type=int, help="inputs per block, the step of progress and of redone work (env SVTR_RAY_BLOCK_SIZE; default 16)")
+
+
+def with_ray_args(settings: Settings, args: argparse.Namespace) -> Settings:
+    settings = with_ray_options(settings, actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+                                pipelines_per_actor=args.pipelines_per_actor, block_size=args.block_size,
+                                progress_bars=False if args.no_progress else None)
+    if settings.ray.gpus_per_actor > 0 and settings.models.engine == "onnxruntime":
+        raise UsageError("--gpus-per-actor runs the Paddle engine on the GPU; this profile's engine is onnxruntime")
+    return settings
+
+
+def bar_progress(args: argparse.Namespace, desc: str, unit: str) -> tuple[Any, Callable[[int, int], None]]:
+    bar = progress_bar(args, unit=unit, desc=desc)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, advance
+
+
+# --- predict --ray --------------------------------------------------------------------------------
+
+
+def add_predict_options(p: argparse.ArgumentParser) -> None:
+    add_ray_options(p)
+    p.add_argument("--format", choices=FORMATS, default="parquet", help="row shards with --ray (default parquet)")
+
+
+def task_writer(config: LabelConfig, shape: str, image_ref: ImageRef, local: list[str]) -> Callable[[Row], Task | None]:
+    """Row -> Label Studio task: local files get the refs `predict` writes, URIs stay as they are.
+    Every local ref is made before the job starts: a file outside the document root fails now."""
+    refs = {uri: image_ref(Path(uri)) for uri in local}
+
+    def to_task(row: Row) -> Task | None:
+        if row.page is None:
+            return None
+        return make_task(row.page, refs.get(row.uri, row.uri), config, shape)
+
+    return to_task
+
+
+def cmd_predict_ray(args: argparse.Namespace, services: Services, settings: Settings, config: LabelConfig, image_ref: ImageRef) -> int:
+    if args.output == "tasks.json":
+        raise UsageError("with --ray, -o/--output names a folder (it holds rows/ and tasks/; a rerun resumes it)")
+    settings = with_ray_args(settings, args)
+    services = services.with_settings(settings)
+    uris = list_inputs(args.paths)
+    if not uris:
+        raise UsageError("no images found in " + " ".join(args.paths))
+    local = [u for u in uris if not u.startswith(OBJECT_SCHEMES + WEB_SCHEMES)]
+    to_task = task_writer(config, args.shape, image_ref, local)
+    output = JobOutput(Path(args.output), args.format)
+    model_version = services.engine().model_version
+    bar, advance = bar_progress(args, "pre-annotating on Ray", "img")
+    try:
+        report = predict_job(uris, output, settings, args.ray, model_version, to_task, on_progress=advance)
+    finally:
+        bar.close()
+    print_report(report, output, model_version)
+    return 0 if report.written + report.already else 1
+
+
+def print_report(report: JobReport, output: JobOutput, model_version: str) -> None:
+    nodes = ", ".join(f"{node}: {n}" for node, n in sorted(report.nodes.items()))
+    print(f"{report.inputs} inputs: {report.already} already done for {model_version}, {report.written} written "
+          f"({report.errors} failed) in {report.seconds:.1f} s" + (f"; by node: {nodes}" if nodes else ""))
+    if report.redelivered:
+        print(f"{report.redelivered} rows delivered twice by Ray after a retry were dropped", file=sys.stderr)
+    print(f"rows: {output.rows_dir.resolve()}")
+    if report.task_files:
+        print("Label Studio tasks: " + ", ".join(str(p.resolve()) for p in report.task_files))
