@@ -195,6 +195,46 @@ def test_s3_inputs_read_from_an_s3_server_on_loopback(cluster, root, single_mach
         assert tasks[f"s3://scans/batch1/{name}"]["predictions"] == single_machine[f"/data/local-files/?d=pages/{name}"]["predictions"]
 
 
+def test_push_on_ray_prelabels_a_project_like_push_and_resumes(cluster, label_studio, synth_set):
+    """`svtr-label push --ray`: actors read and predict, the driver imports; the predictions are
+    those of the single-machine `push` on the same tasks, and a rerun retries only the failed task."""
+    from svtr_label.labelstudio.format import recommended_config
+
+    ls = label_studio.client()
+    folder, pages = synth_set
+    target = label_studio.document_root / "raypush"
+    target.mkdir(exist_ok=True)
+    for page in pages[:8]:
+        shutil.copy(folder / page.name, target / page.name)
+    tasks = [{"data": {"image": f"/data/local-files/?d=raypush/{p.name}"}} for p in pages[:8]]
+    tasks.append({"data": {"image": "/data/local-files/?d=raypush/missing.png"}})
+    projects = []
+    for title in ("on ray", "on one machine"):
+        pid = ls.request("POST", "/api/projects", json={"title": title, "label_config": recommended_config()}).json()["id"]
+        ls.request("POST", f"/api/projects/{pid}/import", json=tasks)
+        projects.append(pid)
+    env = {**cluster.env, "LOCAL_FILES_DOCUMENT_ROOT": str(label_studio.document_root), "SVTR_FETCH_CACHE": "off"}
+
+    def push(pid: int, *more: str) -> subprocess.CompletedProcess:
+        return cli(env, "push", "--url", label_studio.url, "--api-key", label_studio.personal_token, "--project", str(pid),
+                   "--profile", "bundled", "--no-progress", "--chunk", "3", *more)
+
+    first = push(projects[0], "--ray", cluster.address)
+    assert first.returncode == 1, first.stdout + first.stderr[-3000:]  # the missing file fails; the others are imported
+    assert "9 tasks, 0 already had" in first.stdout and "8 predictions imported, 1 failed" in first.stdout, first.stdout
+    assert push(projects[1]).returncode == 1
+
+    def predictions(pid: int) -> dict[str, list]:
+        return {t["data"]["image"]: [(p["model_version"], p["score"], p["result"]) for p in t["predictions"]] for t in ls.tasks(pid)}
+
+    on_ray, on_one = predictions(projects[0]), predictions(projects[1])
+    assert on_ray == on_one and sum(1 for v in on_ray.values() if v) == 8
+
+    again = push(projects[0], "--ray", cluster.address)
+    assert "9 tasks, 8 already had" in again.stdout and "0 predictions imported, 1 failed" in again.stdout, again.stdout
+    assert predictions(projects[0]) == on_ray
+
+
 def test_a_killed_driver_loses_nothing_and_the_rerun_writes_only_what_was_missing(cluster, root, tmp_path):
     out = tmp_path / "out"
     env = {**cluster.env, "SVTR_RAY_COMMIT_EVERY": "4", "SVTR_RAY_COMMIT_SECONDS": "5"}

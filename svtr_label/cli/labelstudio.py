@@ -8,16 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from svtr_label.cli import scaleout
 from svtr_label.cli.options import (
     add_label_studio_options,
     add_profile_options,
-    progress_bar,
     with_label_studio_options,
     with_profile_options,
 )
 from svtr_label.errors import UsageError
 from svtr_label.labelstudio.client import LabelStudio
 from svtr_label.labelstudio.push import push_predictions
+from svtr_label.scale.job import push_job
 from svtr_label.services import Services
 from svtr_label.settings import Settings
 from svtr_label.store import Store
@@ -44,6 +45,7 @@ def add_parser(sub: Any) -> None:
     _add_connection(p)
     add_profile_options(p)
     p.add_argument("--chunk", type=int, default=50, help="tasks per prediction import (default 50)")
+    scaleout.add_ray_options(p)
     p.set_defaults(func=cmd_push)
 
     q = sub.add_parser("pull", help="import a Label Studio project's annotations into a corrections store")
@@ -61,20 +63,22 @@ def _client(settings: Settings) -> LabelStudio:
 
 def cmd_push(args: argparse.Namespace, services: Services) -> int:
     settings = with_label_studio_options(with_profile_options(services.settings, args), args)
+    if args.ray:
+        settings = scaleout.with_ray_args(settings, args)
     services = services.with_settings(settings)
     ls = _client(settings)
     engine = services.engine()
-    bar = progress_bar(args, unit="task", desc="pushing predictions")
-
-    def advance(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
+    bar, advance = scaleout.bar_progress(args, "pushing predictions", "task")
     try:
-        report = push_predictions(
-            ls, args.project, engine, services.fetcher(), services.prediction_cache(), view=args.view, ids=args.tasks,
-            chunk=args.chunk, settings=settings.preannotate, limits=settings.images, budget=services.pixel_budget(), on_chunk=advance,
-        )
+        if args.ray:
+            report = push_job(ls, args.project, settings, args.ray, engine.model_version, view=args.view, ids=args.tasks,
+                              chunk=args.chunk, on_progress=advance)
+        else:
+            report = push_predictions(
+                ls, args.project, engine, services.fetcher(), services.prediction_cache(), view=args.view, ids=args.tasks,
+                chunk=args.chunk, settings=settings.preannotate, limits=settings.images, budget=services.pixel_budget(),
+                on_chunk=advance,
+            )
     finally:
         bar.close()
     for line in report.failed:
