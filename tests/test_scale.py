@@ -155,3 +155,11 @@ def test_the_gpu_jobs_decoded_path_gives_the_rows_of_the_bytes_path(synth_set):
     from_pixels = predictor(pa.table(decoded))
     assert from_pixels == from_bytes
     assert [p is not None for p in from_bytes["page"]] == [True, True, True, False]
+
+
+def test_gpu_actors_refuse_a_profile_on_onnxruntime(tmp_path, capsys):
+    from svtr_label.cli import main
+
+    args = ["predict", str(Path(__file__).parents[1] / "samples"), "--profile", "bundled", "--ray", "-o", str(tmp_path / "out"), "--gpus-per-actor", "1"]
+    assert main(args) == 2
+    assert "runs on ONNX Runtime" in capsys.readouterr().err

@@ -66,6 +66,8 @@ def cmd_push(args: argparse.Namespace, services: Services) -> int:
     if args.ray:
         settings = scaleout.with_ray_args(settings, args)
     services = services.with_settings(settings)
+    if args.ray:
+        scaleout.check_gpu_engine(services)
     ls = _client(settings)
     engine = services.engine()
     bar, advance = scaleout.bar_progress(args, "pushing predictions", "task")

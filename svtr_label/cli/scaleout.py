@@ -35,9 +35,14 @@ def with_ray_args(settings: Settings, args: argparse.Namespace) -> Settings:
     settings = with_ray_options(settings, actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                                 pipelines_per_actor=args.pipelines_per_actor, block_size=args.block_size,
                                 progress_bars=False if args.no_progress else None)
-    if settings.ray.gpus_per_actor > 0 and settings.models.engine == "onnxruntime":
-        raise UsageError("--gpus-per-actor runs the Paddle engine on the GPU; this profile's engine is onnxruntime")
     return settings
+
+
+def check_gpu_engine(services: Services) -> None:
+    """GPU actors run the Paddle engine; a profile on ONNX Runtime (bundled) would run on their CPU."""
+    if services.settings.ray.gpus_per_actor > 0 and services.profile().engine == "onnxruntime":
+        raise UsageError(f"--gpus-per-actor runs the Paddle engine on the GPU; profile {services.profile().name!r} runs on "
+                         "ONNX Runtime: choose svtrv2 or custom Paddle model folders (--engine paddle)")
 
 
 def bar_progress(args: argparse.Namespace, desc: str, unit: str) -> tuple[Any, Callable[[int, int], None]]:
@@ -76,6 +81,7 @@ def cmd_predict_ray(args: argparse.Namespace, services: Services, settings: Sett
         raise UsageError("with --ray, -o/--output names a folder (it holds rows/ and tasks/; a rerun resumes it)")
     settings = with_ray_args(settings, args)
     services = services.with_settings(settings)
+    check_gpu_engine(services)
     uris = list_inputs(args.paths)
     if not uris:
         raise UsageError("no images found in " + " ".join(args.paths))
