@@ -81,13 +81,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def built_in_gunicorn_master() -> bool:
-    """True while gunicorn's master builds the app (--preload), before it forks the workers."""
+    """True while gunicorn's master builds the app (--preload), before it forks the workers. A
+    worker building it (no --preload) has the master's frames below its own, since it was forked
+    from them: there the worker's frames decide."""
+    modules = set()
     frame = sys._getframe()
     while frame is not None:
-        if frame.f_globals.get("__name__") == "gunicorn.arbiter":
-            return True
+        modules.add(str(frame.f_globals.get("__name__", "")))
         frame = frame.f_back  # type: ignore[assignment]
-    return False
+    in_worker = any(m.startswith("gunicorn.workers") for m in modules)
+    return "gunicorn.arbiter" in modules and not in_worker
 
 
 app: Flask  # built by __getattr__ on first use

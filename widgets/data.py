@@ -61,9 +61,9 @@ def preannotate_into(store: Store, paths: Iterable[Path], engine: OcrEngine) -> 
     ids, errors = [], []
     for outcome in annotate_files(list(paths), engine):
         if outcome.page is None:
-            errors.append(outcome.error or str(outcome.path))
+            errors.append(outcome.error or outcome.name)
             continue
-        ids.append(store.add_page(outcome.page, image_ref=str(Path(outcome.path).resolve())))
+        ids.append(store.add_page(outcome.page, image_ref=str(Path(outcome.name).resolve())))
     return ids, errors
 
 

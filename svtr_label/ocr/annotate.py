@@ -42,6 +42,11 @@ class Outcome:
     cached: bool = False
     sha256: str | None = None
 
+    @property
+    def path(self) -> Path:
+        """The input as a path (annotate_files' inputs are files)."""
+        return Path(self.name)
+
 
 def annotate(
     inputs: Iterable[Input], engine: OcrEngine, cache: PredictionCache | None = None, limits: ImageLimits = ImageLimits()
