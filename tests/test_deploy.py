@@ -253,18 +253,9 @@ def ray_settings(ns: Any, env: dict[str, str], where: str) -> Settings:
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments), comment lines dropped and continued lines joined (as Docker reads them)."""
-    found, current = [], ""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.lstrip().startswith("#") or not (current or line.strip()):
-            continue
-        current += line.strip()
-        if current.endswith("\\"):
-            current = current[:-1] + " "
-            continue
-        keyword, _, args = current.partition(" ")
-        found.append((keyword.upper(), args.strip()))
-        current = ""
-    return found
+    from test_dockerfile import instructions
+
+    return instructions(path.read_text(encoding="utf-8"))
 
 
 def dockerfile_args(path: Path) -> dict[str, str]:
