@@ -206,6 +206,7 @@ SVTR_RAY_PIPELINES_PER_ACTOR = Var("SVTR_RAY_PIPELINES_PER_ACTOR", parse_positiv
 SVTR_RAY_BLOCK_SIZE = Var("SVTR_RAY_BLOCK_SIZE", parse_positive_int, 16)
 SVTR_RAY_COMMIT_EVERY = Var("SVTR_RAY_COMMIT_EVERY", _int_range(1, 10_000), 500)
 SVTR_RAY_COMMIT_SECONDS = Var("SVTR_RAY_COMMIT_SECONDS", parse_positive_float, 60.0)
+SVTR_RAY_ACTOR_START_TIMEOUT = Var("SVTR_RAY_ACTOR_START_TIMEOUT", parse_positive_int, 900)
 SVTR_RAY_LOCAL_NODE_IP = Var("SVTR_RAY_LOCAL_NODE_IP", parse_text, "127.0.0.2")
 SVTR_RAY_LOCAL_CPUS = Var("SVTR_RAY_LOCAL_CPUS", parse_positive_int, _NO_INT)
 
@@ -353,6 +354,8 @@ class RaySettings(_FromEnv):
     block_size: int = setting(SVTR_RAY_BLOCK_SIZE)  # inputs per block: the step of progress and of work redone after a failure
     commit_every: int = setting(SVTR_RAY_COMMIT_EVERY)  # rows per committed shard (at most 10,000)
     commit_seconds: float = setting(SVTR_RAY_COMMIT_SECONDS)  # ... or whatever is pending after this long
+    # Every actor loads its models before work starts, so that every node takes its share (seconds to wait).
+    actor_start_timeout: int = setting(SVTR_RAY_ACTOR_START_TIMEOUT)
     local_node_ip: str = setting(SVTR_RAY_LOCAL_NODE_IP)  # --ray local: the loopback address its node listens on
     local_cpus: int | None = setting(SVTR_RAY_LOCAL_CPUS)  # --ray local: CPUs it may use; None: all
     progress_bars: bool = True  # Ray Data's own bars (--no-progress turns them off)

@@ -105,6 +105,9 @@ def _pipeline(ray: Any, items: list[dict[str, str]], read: Callable[..., Any], r
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = rs.progress_bars
     context.execution_options.preserve_order = False
+    # Start work only once every actor has loaded its models: otherwise the first actor up takes
+    # every block of a short job while the others are still loading (seen on a loaded machine).
+    context.wait_for_min_actors_s = rs.actor_start_timeout
     gpu = rs.gpus_per_actor > 0
     threads = max(1, int(rs.cpus_per_actor) // rs.pipelines_per_actor)
     predictor_kwargs = {"settings": actors.actor_settings(settings, rs.pipelines_per_actor, threads, gpu), **predictor_kwargs}
