@@ -11,6 +11,7 @@ outside, and anything they try to reach outside fails at once. Each node is one
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import signal
@@ -26,6 +27,7 @@ from typing import Iterator
 from conftest import free_port, wait_until
 
 RAY = str(Path(sys.executable).parent / "ray")
+_WORKER_PORT_BLOCKS = itertools.count()
 
 
 def quiet_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -118,7 +120,9 @@ def _start_node(ip: str, cpus: int, env: dict[str, str], head_address: str | Non
     """One node: the head (head_port given) or a node joining head_address."""
     temp_dir = Path(tempfile.mkdtemp(prefix=f"ray-{ip.replace('.', '-')}-", dir="/tmp"))
     ports = [free_port() for _ in range(6)]
-    low = free_port() // 100 * 100  # worker ports: a range of its own per node
+    # Worker ports: a range of its own per node, below Linux's ephemeral range (32768-60999) where
+    # free_port() finds the others, so that no fixed port ever falls inside it.
+    low = 20000 + 100 * next(_WORKER_PORT_BLOCKS)
     cmd = [RAY, "start", "--block", f"--node-ip-address={ip}", f"--num-cpus={cpus}", "--num-gpus=0",
            f"--temp-dir={temp_dir}", "--disable-usage-stats", f"--node-manager-port={ports[0]}",
            f"--object-manager-port={ports[1]}", f"--dashboard-agent-listen-port={ports[2]}",

@@ -114,7 +114,11 @@ def _pipeline(ray: Any, items: list[dict[str, str]], read: Callable[..., Any], r
     log.info("Ray job: %d inputs in %d blocks, %d actor(s) x %d pipeline(s), %s", len(items), blocks, n_actors,
              rs.pipelines_per_actor, f"{rs.gpus_per_actor} GPU each" if gpu else f"{rs.cpus_per_actor} CPU each")
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = ds.map_batches(read, fn_kwargs=read_kwargs, batch_size=rs.block_size, batch_format="pyarrow", num_cpus=0)
+    # At no CPU cost, every block's read would be in flight at once, each in a Python worker of its
+    # own that the actors then queue behind (bench_ray.py: 25 processes, start-up 33 s on 48 pages):
+    # two reads per actor keep the actors fed.
+    ds = ds.map_batches(read, fn_kwargs=read_kwargs, batch_size=rs.block_size, batch_format="pyarrow", num_cpus=0,
+                        compute=ray.data.TaskPoolStrategy(size=2 * n_actors))
     if gpu:
         ds = ds.map_batches(actors.decode_batch, fn_kwargs={"limits": settings.images}, batch_size=rs.block_size,
                             batch_format="pyarrow", num_cpus=1)
