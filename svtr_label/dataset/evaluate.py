@@ -258,7 +258,10 @@ def evaluate(truth: Store, pred: Store) -> Evaluation:
     """Every prediction of `pred` against its image's corrected truth, per model_version."""
     outcomes, unmatched = pair_pages(truth, pred)
     if not outcomes:
-        raise DatasetError("no predicted image matches a corrected truth image (matched by sha256, ref, or file name)")
+        corrected = sum(truth.is_corrected(i) for i in truth.image_ids())
+        raise DatasetError(f"none of the {unmatched} predicted images is one of the truth's {corrected} corrected images "
+                           "(matched by sha256, ref, or file name): predict the corrected images, or pass the store "
+                           "that holds their predictions")
     versions = {}
     for version in sorted({o.model_version for o in outcomes}):
         pages = [o for o in outcomes if o.model_version == version]
@@ -298,21 +301,34 @@ def _cell(v: Any) -> str:
 
 def plot(result: Evaluation, path: Path) -> None:
     """Accuracy and coverage against the score threshold, one line pair per model_version."""
+    plot_confidence([(version, data.confidence) for version, data in result.model_versions.items()], path)
+
+
+def plot_confidence(curves: Sequence[tuple[str, Sequence[ConfidenceRow]]], path: Path) -> None:
+    """One PNG: for each (label, confidence table), accuracy (solid) and coverage (dashed) against
+    the score threshold, in the same colour, so several models can be read off one picture."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for version, data in result.model_versions.items():
-        t = [r.threshold for r in data.confidence]
-        ax.plot(t, [r.accuracy for r in data.confidence], marker="o", label=f"accuracy {version}")
-        ax.plot(t, [r.coverage for r in data.confidence], linestyle="--", label=f"coverage {version}")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (label, rows) in enumerate(curves):
+        t, colour = [r.threshold for r in rows], colours[n % len(colours)]
+        # No line at a threshold: no accuracy to draw (not 0).
+        ax.plot(t, [r.accuracy if r.lines else float("nan") for r in rows], marker="o", color=colour, label=label or "(none)")
+        ax.plot(t, [r.coverage for r in rows], linestyle="--", color=colour)
+    styles = [Line2D([], [], color="black", marker="o", label="accuracy of the lines kept"),
+              Line2D([], [], color="black", linestyle="--", label="coverage: share of lines kept")]
     ax.set_xlabel("minimum line score (auto-accept threshold)")
     ax.set_ylabel("share of matched lines")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    # Below the axes: labels (file name and model_version) are long and would hide the curves.
+    ax.legend(handles=[*ax.get_legend_handles_labels()[0], *styles], fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, -0.14), ncol=1)
     ax.set_title("Line accuracy and coverage vs confidence")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
