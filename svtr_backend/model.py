@@ -26,6 +26,7 @@ from svtr_label.errors import ImageError
 from svtr_label.labelstudio.format import (
     LabelConfig,
     recommended_config,
+    results_by_item,
     results_to_regions,
 )
 from svtr_label.labelstudio.payloads import (
@@ -95,30 +96,39 @@ class SvtrBackend(LabelStudioMLBase):
         return predict_tasks(tasks, self.config, self.engine, s.fetcher(), s.prediction_cache(),
                              s.settings.preannotate, s.settings.images, s.pixel_budget())
 
-    def load_image(self, task: Task) -> DecodedImage:
-        return task_image(task, self.config, self.services.fetcher(), self.services.settings.images)
+    def load_image(self, task: Task, index: int = 0) -> DecodedImage:
+        """The task's image; `index`: the page of a multi-page task."""
+        return task_image(task, self.config, self.services.fetcher(), self.services.settings.images, index)
 
     # -- interactive -----------------------------------------------------------------------------
 
     def recognize_drawn(self, task: Task, drawn: list[Result]) -> PredictionAnswer:
-        """Read the text inside the regions the user drew; answer with their own ids and shapes."""
-        try:
-            image = self.load_image(task)
-        except ImageError as exc:
-            return failed(task, str(exc))
-        regions = results_to_regions([r for r in drawn if isinstance(r, dict)], image.width, image.height)
-        if not regions:
-            return empty("the context holds no rectangle or polygon to read")
-        texts = self.engine.recognize(image, [r.points for r in regions])
+        """Read the text inside the regions the user drew; answer with their own ids and shapes.
+        In a multi-page task each region is read on its own page (its result's item_index)."""
+        shapes = [r for r in drawn if isinstance(r, dict)]
+        pages = results_by_item(shapes) if self.config.multipage else {0: shapes}
         result: list[Result] = []
-        for region, rec in zip(regions, texts):
-            parts = [r for r in drawn if isinstance(r, dict) and str(r.get("id")) == region.id]
-            result.extend(self._region_answer(parts, region, rec.text, rec.score, image))
-        scores = [t.score for t in texts]
+        scores: list[float] = []
+        for index, on_page in sorted(pages.items()):
+            try:
+                image = self.load_image(task, index)
+            except ImageError as exc:
+                return failed(task, str(exc) if not self.config.multipage else f"page {index + 1}: {exc}")
+            regions = results_to_regions(on_page, image.width, image.height)
+            if not regions:
+                continue
+            texts = self.engine.recognize(image, [r.points for r in regions])
+            for region, rec in zip(regions, texts):
+                parts = [r for r in on_page if str(r.get("id")) == region.id]
+                result.extend(self._region_answer(parts, region, rec.text, rec.score, image))
+            scores.extend(t.score for t in texts)
+        if not scores:
+            return empty("the context holds no rectangle or polygon to read")
         return {"result": result, "score": round(sum(scores) / len(scores), 6), "model_version": self.model_version}
 
     def _region_answer(self, parts: list[Result], region: Region, text: str, score: float, image: DecodedImage) -> list[Result]:
-        """The drawn shape and labels as they were (the box must not move), plus its text."""
+        """The drawn shape and labels as they were (the box must not move), plus its text (on the
+        shape's page: item_index kept)."""
         kept = [p for p in parts if p.get("type") != "textarea"]
         shape = next((p for p in kept if any(k in p.get("value", {}) for k in ("points", "x"))), kept[0] if kept else parts[0])
         geometry = {k: v for k, v in shape.get("value", {}).items() if k not in NON_GEOMETRY}
@@ -133,6 +143,8 @@ class SvtrBackend(LabelStudioMLBase):
             "value": cast(ResultValue, {**geometry, "text": [text]}),
             "score": score,
         }
+        if "item_index" in shape:
+            textarea["item_index"] = shape["item_index"]
         return [cast(Result, {**p, "score": score}) for p in kept] + [textarea]
 
     # -- webhooks --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_models)
 
     c = sub.add_parser("config", help="print the recommended Label Studio labeling config")
+    c.add_argument("--multipage", action="store_true", help="its form for multi-page tasks (PDFs: <Image valueList=\"$pages\">)")
     c.set_defaults(func=cmd_config)
 
 
@@ -43,5 +44,5 @@ def cmd_models(args: argparse.Namespace, services: Services) -> int:
 
 
 def cmd_config(args: argparse.Namespace, services: Services) -> int:
-    print(recommended_config(), end="")
+    print(recommended_config(getattr(args, "multipage", False)), end="")
     return 0

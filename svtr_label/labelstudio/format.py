@@ -3,6 +3,11 @@
 One text line is several results sharing one `id`: its shape (polygon or rotated rectangle,
 with or without labels), optionally a `labels` result, and a per-region `textarea` with the
 text. Coordinates are percent of the image as displayed (EXIF applied), clamped to [0, 100].
+
+A multi-page task (a labeling config whose Image reads a list: `<Image valueList="$pages">`) holds
+its pages' refs in one list, and every result says its page by `item_index` (0-based), as Label
+Studio's editor writes it. Region ids are unique across the task's pages: the editor keys regions
+by id alone.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ log = logging.getLogger(__name__)
 SHAPE_TAGS = ("Polygon", "PolygonLabels", "Rectangle", "RectangleLabels")
 
 
-def recommended_config() -> str:
-    """The OCR labeling config svtr-label is built for (shipped in the package)."""
-    return resources.files("svtr_label").joinpath("data/ocr_config.xml").read_text(encoding="utf-8")
+def recommended_config(multipage: bool = False) -> str:
+    """The OCR labeling config svtr-label is built for (shipped in the package); `multipage`: its
+    form for multi-page tasks (`<Image valueList="$pages">`)."""
+    name = "data/ocr_config_multipage.xml" if multipage else "data/ocr_config.xml"
+    return resources.files("svtr_label").joinpath(name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,12 @@ class LabelConfig:
     """The tags of a labeling config that OCR results are written to."""
 
     image: str  # name of the Image tag
-    data_key: str  # task data key the image comes from ($image -> "image")
+    data_key: str  # task data key the image comes from ($image -> "image"; valueList="$pages" -> "pages")
     textarea: str
     polygon: Tag | None = None
     rectangle: Tag | None = None
     labels: Tag | None = None
+    multipage: bool = False  # the Image reads a list of pages (valueList): data[data_key] is a list of refs
 
     @classmethod
     def parse(cls, xml: str) -> "LabelConfig":
@@ -66,9 +74,12 @@ class LabelConfig:
             raise ConfigError('the labeling config has no <Image name="..." value="$..."> tag to put text regions on')
         image_el = images[0]
         image = image_el.get("name", "")
-        value = image_el.get("value", "")
+        # Label Studio reads attribute names in any case (its editor lower-cases them).
+        value_list = next((v for k, v in image_el.attrib.items() if k.lower() == "valuelist"), None)
+        value = value_list if value_list is not None else image_el.get("value", "")
         if not image or not value.startswith("$"):
-            raise ConfigError('the <Image> tag needs name="..." and value="$key" (the task data key of the image)')
+            raise ConfigError('the <Image> tag needs name="..." and value="$key" (the task data key of the image), '
+                              'or valueList="$key" for multi-page tasks')
         tags = [el for el in root.iter() if el.get("toName") in (image,) or image in (el.get("toName") or "").split(",")]
 
         def find(*kinds: str) -> Tag | None:
@@ -97,6 +108,7 @@ class LabelConfig:
             polygon=polygon,
             rectangle=rectangle,
             labels=find("Labels"),
+            multipage=value_list is not None,
         )
 
     @property
@@ -112,13 +124,38 @@ class LabelConfig:
 ShapePreference = Literal["polygon", "rectangle"]
 
 
-def page_to_results(page: Page, config: LabelConfig, shape: ShapePreference | None = None) -> list[Result]:
+def page_to_results(page: Page, config: LabelConfig, shape: ShapePreference | None = None,
+                    item_index: int | None = None) -> list[Result]:
     """Prediction `result` list for a page. Each region's shape decides polygon or rectangle,
-    unless `shape` forces one; a config with only one of the two gets that one."""
+    unless `shape` forces one; a config with only one of the two gets that one. `item_index`:
+    the page's index in a multi-page task, written on every result."""
     out: list[Result] = []
     for region in page.regions:
         out.extend(region_to_results(region, page.width, page.height, config, shape))
+    if item_index is not None:
+        out = [{**r, "item_index": item_index} for r in out]
     return out
+
+
+def document_results(pages: Sequence[Page], config: LabelConfig, shape: ShapePreference | None = None) -> list[Result]:
+    """The results of a multi-page task: each page's, with its `item_index`, region ids made unique
+    across pages (two identical pages would otherwise give the same ids)."""
+    out: list[Result] = []
+    seen: set[str] = set()
+    for index, page in enumerate(pages):
+        regions = []
+        for region in page.regions:
+            rid = region.id if region.id not in seen else f"{region.id}-{index}"
+            seen.add(rid)
+            regions.append(region if rid == region.id else region.with_(id=rid))
+        out.extend(page_to_results(page.with_(regions=tuple(regions)), config, shape, item_index=index))
+    return out
+
+
+def document_score(pages: Sequence[Page]) -> float:
+    """Mean line score over every page (0 without lines), as Page.score is for one page."""
+    scores = [r.score for page in pages for r in page.regions if r.score is not None]
+    return float(sum(scores) / len(scores)) if scores else 0.0
 
 
 def region_to_results(
@@ -254,6 +291,31 @@ def _outline(r: Result, width: int | None, height: int | None) -> tuple[list[tup
     return None
 
 
+def item_index_of(result: Result) -> int | None:
+    """The page a result is on: its `item_index`, 0 when it has none; None when it is not a page
+    number (results come from the network)."""
+    index = result.get("item_index", 0)
+    if index is None:
+        return 0
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        return None
+    return index
+
+
+def results_by_item(results: Iterable[Result]) -> dict[int, list[Result]]:
+    """Results grouped by page (`item_index`; a result without one is on page 0). A result whose
+    item_index is not a page number is left out, with a warning."""
+    out: dict[int, list[Result]] = {}
+    for r in results:
+        index = item_index_of(r) if isinstance(r, dict) else None
+        if index is None:
+            log.warning("result %s: item_index %r is not a page number; ignored", r.get("id") if isinstance(r, dict) else None,
+                        r.get("item_index") if isinstance(r, dict) else r)
+            continue
+        out.setdefault(index, []).append(r)
+    return out
+
+
 def image_size_of(results: Iterable[Result]) -> tuple[int, int] | None:
     for r in results:
         if r.get("original_width") and r.get("original_height"):
@@ -265,7 +327,10 @@ def image_size_of(results: Iterable[Result]) -> tuple[int, int] | None:
 
 
 def make_task(page: Page, image_ref: str, config: LabelConfig, shape: ShapePreference | None = None) -> Task:
-    """A Label Studio task with one prediction, importable as is."""
+    """A Label Studio task with one prediction, importable as is. For a multi-page config: a
+    task of one page (every task of a project has the data its config reads)."""
+    if config.multipage:
+        return make_document_task([page], [image_ref], config, shape)
     return {
         "data": {config.data_key: image_ref},
         "predictions": [
@@ -278,6 +343,28 @@ def make_task(page: Page, image_ref: str, config: LabelConfig, shape: ShapePrefe
     }
 
 
-def load_config(path: str | os.PathLike | None) -> LabelConfig:
-    xml = Path(path).read_text(encoding="utf-8") if path else recommended_config()
+def make_document_task(pages: Sequence[Page], image_refs: Sequence[str], config: LabelConfig,
+                       shape: ShapePreference | None = None) -> Task:
+    """One multi-page task: `data[key]` lists the pages' refs, every result carries its page's
+    `item_index`. Needs a multi-page config (`<Image valueList="$pages">`)."""
+    if not config.multipage:
+        raise ConfigError(f'a multi-page task needs a labeling config whose <Image> reads a list: valueList="${config.data_key}" '
+                          "(see `svtr-label config --multipage`)")
+    if len(pages) != len(image_refs) or not pages:
+        raise ValueError(f"{len(pages)} pages for {len(image_refs)} refs")
+    return {
+        "data": {config.data_key: list(image_refs)},
+        "predictions": [
+            {
+                "model_version": pages[0].model_version,
+                "score": round(document_score(pages), 6),
+                "result": document_results(pages, config, shape),
+            }
+        ],
+    }
+
+
+def load_config(path: str | os.PathLike | None, multipage: bool = False) -> LabelConfig:
+    """The labeling config in `path`, else the recommended one (its multi-page form when asked)."""
+    xml = Path(path).read_text(encoding="utf-8") if path else recommended_config(multipage)
     return LabelConfig.parse(xml)

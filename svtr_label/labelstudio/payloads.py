@@ -40,6 +40,7 @@ class Result(TypedDict, total=False):
     original_height: int
     image_rotation: float
     score: float
+    item_index: int  # the page of a multi-page task (<Image valueList=...>), 0-based
 
 
 class Prediction(TypedDict, total=False):

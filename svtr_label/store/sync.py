@@ -4,6 +4,12 @@
 events (idempotent, and safe against late or repeated deliveries, through the `ls_annotations`
 bookkeeping table), and writing tasks to re-import. It reads Label Studio's JSON through the pure
 `svtr_label.labelstudio` modules only (format, refs, payloads): the store never speaks HTTP.
+
+A multi-page task (`data.pages` a list of image refs, results carrying `item_index`) is stored as
+one image per page, each under its own ref: exports, evaluations and the widgets see pages, as
+they see images. One annotation of such a task is one `ls_annotations` row (keyed by the
+annotation id, on the first page's image) whose regions are kept per page image; the task's
+annotations all cover the same pages, so the newest one wins on every page at once.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,8 +29,10 @@ from svtr_label.errors import ImageError, RefError, StoreError
 from svtr_label.labelstudio.format import (
     LabelConfig,
     image_size_of,
+    item_index_of,
     page_to_results,
     recommended_config,
+    results_by_item,
     results_to_regions,
 )
 from svtr_label.labelstudio.payloads import (
@@ -65,14 +74,16 @@ class Store(SqliteStore):
         ids = []
         with self._tx() as conn:
             for task in tasks:
-                image_id = self._task_image(conn, task)
+                pages = self._task_images(conn, task)
                 for pred in _prediction_objects(task):
-                    self._put_prediction(conn, image_id, self._results_page(image_id, pred.get("result") or [], str(pred.get("model_version") or "")))
+                    version = str(pred.get("model_version") or "")
+                    for image_id, results in _per_page(pages, pred.get("result") or []):
+                        self._put_prediction(conn, image_id, self._results_page(image_id, results, version))
                 for ann in task.get("annotations") or []:
                     if not ann.get("was_cancelled"):
-                        self._apply_annotation(conn, image_id, task.get("id"), ann, _annotator(ann) or who)
+                        self._apply_annotation(conn, pages, task.get("id"), ann, _annotator(ann) or who)
                 self._forget_deleted_annotations(conn, task)
-                ids.append(image_id)
+                ids.extend(pages.image_ids)
         return ids
 
     def task_ids(self) -> set[int]:
@@ -121,17 +132,23 @@ class Store(SqliteStore):
             # Webhook tasks carry no results: the event's own annotation holds the image size.
             # Its refs come from the network, so only files inside the document root are read.
             with_size: Task = {**task, "annotations": [ann]}
-            image_id = self._task_image(conn, with_size, confined=True)
-            return self._apply_annotation(conn, image_id, task.get("id"), ann, _annotator(ann) or DEFAULT_WHO)
+            pages = self._task_images(conn, with_size, confined=True)
+            return self._apply_annotation(conn, pages, task.get("id"), ann, _annotator(ann) or DEFAULT_WHO)
 
-    def _task_image(self, conn: sqlite3.Connection, task: Task, confined: bool = False) -> int:
+    def _task_images(self, conn: sqlite3.Connection, task: Task, confined: bool = False) -> "_TaskPages":
+        """The store images of a task's pages (one for an image task), added when new."""
         data = task.get("data") or {}
-        ref = _image_ref_of(data)
-        if ref is None:
+        refs, multipage = _image_refs_of(data)
+        if not refs:
             raise StoreError(f"task {task.get('id')} has no image in data {sorted(data)}")
+        ids = [self._task_image(conn, task, ref, index if multipage else None, confined) for index, ref in enumerate(refs)]
+        return _TaskPages(tuple(ids), multipage)
+
+    def _task_image(self, conn: sqlite3.Connection, task: Task, ref: str, index: int | None, confined: bool) -> int:
+        """The store image of one of a task's images (`index`: its page in a multi-page task)."""
         if confined:
             _refuse_foreign_ref(ref, self.root, task.get("id"))
-        size = _task_size(task)
+        size = _task_size(task, index)
         path = resolve_local(ref, self.root, confined=confined)
         sha = None
         if path is not None:
@@ -145,7 +162,8 @@ class Store(SqliteStore):
                 size = (img.width, img.height)
         if size is None:
             where = f"under {self.root}" if self.root else "under the current folder"
-            raise StoreError(f"task {task.get('id')}: image {ref} is not readable {where} and no result carries its size "
+            page = f" (page {index + 1})" if index is not None else ""
+            raise StoreError(f"task {task.get('id')}: image {ref}{page} is not readable {where} and no result carries its size "
                              "(an image without lines): pass --root, the folder its path is relative to")
         return self._upsert_image(conn, sha, ref, size[0], size[1], task.get("id"))
 
@@ -157,27 +175,33 @@ class Store(SqliteStore):
 
     # -- annotation bookkeeping: the newest live annotation of a task is the image's correction --
 
-    def _apply_annotation(self, conn: sqlite3.Connection, image_id: int, task_id: int | None, ann: Annotation, who: str) -> bool:
+    def _apply_annotation(self, conn: sqlite3.Connection, pages: "_TaskPages", task_id: int | None, ann: Annotation, who: str) -> bool:
         ann_id = ann.get("id")
         try:
             stamp = _utc(ann.get("updated_at") or ann.get("created_at"))
         except StoreError as exc:
             raise StoreError(f"annotation {ann.get('id')} of task {task_id}: {exc}") from None
-        regions = [r.to_dict() for r in self._results_page(image_id, ann.get("result") or [], "").regions]
+        regions: _PageRegions = [
+            (image_id, [r.to_dict() for r in self._results_page(image_id, results, "").regions])
+            for image_id, results in _per_page(pages, ann.get("result") or [])
+        ]
         if ann_id is None:  # an export without ids: apply as it comes
-            self._replace(conn, image_id, regions, who, None)
+            for image_id, page_regions in regions:
+                self._replace(conn, image_id, page_regions, who, None)
             return True
         old = conn.execute("SELECT * FROM ls_annotations WHERE annotation_id = ?", (ann_id,)).fetchone()
         if old is not None and (old["deleted"] or old["updated_at"] >= stamp):
             return False  # a repeat, an older version, or an annotation deleted since
+        anchor = pages.image_ids[0]
         conn.execute(
             "INSERT OR REPLACE INTO ls_annotations (annotation_id, task_id, image_id, updated_at, who, regions, deleted) VALUES (?, ?, ?, ?, ?, ?, 0)",
-            (ann_id, task_id, image_id, stamp, who, json.dumps(regions, ensure_ascii=False)),
+            (ann_id, task_id, anchor, stamp, who, _dump_regions(regions, anchor, pages.multipage)),
         )
-        if self._winning_annotation_id(conn, image_id) != ann_id:
+        if self._winning_annotation_id(conn, anchor) != ann_id:
             return True  # stored, but a newer annotation of the task still wins
-        self._replace(conn, image_id, regions, who, ann_id)
-        conn.execute("UPDATE images SET state = ? WHERE id = ?", (ReviewState.REVIEWED.value, image_id))
+        for image_id, page_regions in regions:
+            self._replace(conn, image_id, page_regions, who, ann_id)
+            conn.execute("UPDATE images SET state = ? WHERE id = ?", (ReviewState.REVIEWED.value, image_id))
         return True
 
     def _delete_annotation(self, conn: sqlite3.Connection, task: Task, ann: Annotation) -> bool:
@@ -188,16 +212,18 @@ class Store(SqliteStore):
             return True
         if old["deleted"]:
             return False
-        image_id = int(old["image_id"])
-        was_winner = self._winning_annotation_id(conn, image_id) == ann_id
+        anchor = int(old["image_id"])  # the image (a multi-page task's first page) its task's annotations are kept on
+        was_winner = self._winning_annotation_id(conn, anchor) == ann_id
         conn.execute("UPDATE ls_annotations SET deleted = 1 WHERE annotation_id = ?", (ann_id,))
         if was_winner:
-            nxt = self._winning_annotation(conn, image_id)
+            nxt = self._winning_annotation(conn, anchor)
             if nxt is not None:
-                self._replace(conn, image_id, json.loads(nxt["regions"]), nxt["who"] or DEFAULT_WHO, int(nxt["annotation_id"]))
-            else:  # no annotation left: back to the page as it was before the first one came
-                self._replace(conn, image_id, self._page_before_annotations(conn, image_id), _annotator(ann) or DEFAULT_WHO, ann_id)
-                conn.execute("UPDATE images SET state = ? WHERE id = ?", (ReviewState.IN_PROGRESS.value, image_id))
+                for image_id, regions in _load_regions(nxt):
+                    self._replace(conn, image_id, regions, nxt["who"] or DEFAULT_WHO, int(nxt["annotation_id"]))
+            else:  # no annotation left: back to the pages as they were before the first one came
+                for image_id, _ in _load_regions(old):
+                    self._replace(conn, image_id, self._page_before_annotations(conn, image_id), _annotator(ann) or DEFAULT_WHO, ann_id)
+                    conn.execute("UPDATE images SET state = ? WHERE id = ?", (ReviewState.IN_PROGRESS.value, image_id))
         return True
 
     def _page_before_annotations(self, conn: sqlite3.Connection, image_id: int) -> list[dict[str, Any]]:
@@ -227,15 +253,18 @@ class Store(SqliteStore):
                               include_predictions: bool = True) -> list[Task]:
         """Tasks to re-import: the corrected page as an annotation, predictions as predictions."""
         config = config or LabelConfig.parse(recommended_config())
+        with self._lock:
+            shared = {int(r[0]) for r in self._conn.execute(
+                "SELECT ls_task_id FROM images WHERE ls_task_id IS NOT NULL GROUP BY ls_task_id HAVING COUNT(*) > 1")}
         tasks = []
         for image_id in image_ids if image_ids is not None else self.image_ids():
-            tasks.append(self._task(image_id, config, include_predictions))
+            tasks.append(self._task(image_id, config, include_predictions, shared))
         return tasks
 
-    def _task(self, image_id: int, config: LabelConfig, include_predictions: bool) -> Task:
+    def _task(self, image_id: int, config: LabelConfig, include_predictions: bool, shared: set[int]) -> Task:
         info = self.get_image(image_id)
         task: Task = {"data": {config.data_key: info.ref or ""}}
-        if info.ls_task_id is not None:
+        if info.ls_task_id is not None and info.ls_task_id not in shared:  # a page is not its document's task
             task["id"] = info.ls_task_id
         if include_predictions:
             predictions: list[Prediction | int] = [
@@ -298,24 +327,79 @@ def _refuse_foreign_ref(ref: str, root: Path | None, task_id: Any) -> None:
         raise StoreError(f"task {task_id}: {exc}") from None
 
 
-def _image_ref_of(data: dict[str, Any]) -> str | None:
-    """The task's image: data.image, else the first string value that looks like an image ref."""
-    if isinstance(data.get("image"), str):
-        return data["image"]
+def _looks_like_ref(value: Any) -> bool:
+    return isinstance(value, str) and (value.startswith(("/", "http", "s3://", "gs://")) or "." in value)
+
+
+def _image_refs_of(data: dict[str, Any]) -> tuple[list[str], bool]:
+    """The task's images and whether it is a multi-page task: data.image; else a list of refs
+    (data.pages first: a multi-page task's, `<Image valueList="$pages">`); else the first string
+    value that looks like an image ref. Lists come before strings: a document task's other
+    fields (a title such as "report.pdf") would look like refs too."""
+    for key in ("image", "pages"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return [value], False
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return list(value), True
     for value in data.values():
-        if isinstance(value, str) and (value.startswith(("/", "http", "s3://", "gs://")) or "." in value):
-            return value
-    return None
+        if isinstance(value, list) and value and all(_looks_like_ref(v) for v in value):
+            return list(value), True
+    for value in data.values():
+        if _looks_like_ref(value):
+            return [value], False
+    return [], False
 
 
-def _task_size(task: Task) -> tuple[int, int] | None:
-    """The image size the task's first result carries (annotations first, then predictions)."""
+def _task_size(task: Task, index: int | None = None) -> tuple[int, int] | None:
+    """The image size the task's first result carries (annotations first, then predictions); of
+    page `index` only, in a multi-page task."""
     for group in (task.get("annotations") or [], _prediction_objects(task)):
         for item in group:
-            size = image_size_of(item.get("result") or [])
+            results = item.get("result") or []
+            if index is not None:
+                results = [r for r in results if isinstance(r, dict) and item_index_of(r) == index]
+            size = image_size_of(results)
             if size:
                 return size
     return None
+
+
+@dataclass(frozen=True)
+class _TaskPages:
+    """The store images of a task, in page order (one for an image task)."""
+
+    image_ids: tuple[int, ...]
+    multipage: bool
+
+
+# (image id, regions as dicts) per page of an annotation
+_PageRegions = list[tuple[int, list[dict[str, Any]]]]
+
+
+def _per_page(pages: _TaskPages, results: list[Result]) -> list[tuple[int, list[Result]]]:
+    """Results split by page (item_index) onto the pages' images; an image task takes them all.
+    Results on a page the task does not have are left out."""
+    if not pages.multipage:
+        return [(pages.image_ids[0], results)]
+    by_item = results_by_item(results)
+    return [(image_id, by_item.get(index, [])) for index, image_id in enumerate(pages.image_ids)]
+
+
+def _dump_regions(regions: _PageRegions, anchor: int, multipage: bool) -> str:
+    """An annotation's regions as stored: the list of its image's regions (an image task), or
+    {"pages": [{"image_id", "regions"}, ...]} for a multi-page task."""
+    if not multipage and len(regions) == 1 and regions[0][0] == anchor:
+        return json.dumps(regions[0][1], ensure_ascii=False)
+    return json.dumps({"pages": [{"image_id": i, "regions": r} for i, r in regions]}, ensure_ascii=False)
+
+
+def _load_regions(row: sqlite3.Row) -> _PageRegions:
+    """The inverse of _dump_regions, for a stored ls_annotations row."""
+    value = json.loads(row["regions"] or "[]")
+    if isinstance(value, dict):
+        return [(int(p["image_id"]), list(p["regions"])) for p in value.get("pages", [])]
+    return [(int(row["image_id"]), value)]
 
 
 def open_input(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Store:
