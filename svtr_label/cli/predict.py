@@ -29,6 +29,7 @@ from svtr_label.labelstudio.format import LabelConfig, load_config, make_documen
 from svtr_label.labelstudio.payloads import Task
 from svtr_label.labelstudio.refs import ImageRef
 from svtr_label.ocr.annotate import Outcome, annotate_files
+from svtr_label.ocr.rectify import Rectifier, load_unwarper
 from svtr_label.services import Services
 from svtr_label.settings import Settings
 
@@ -96,6 +97,11 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
     pages_dir = Path(args.output).resolve().parent / "pages"
     _check_pages_dir(paths, pages_dir, image_ref)
     inputs, failures = _expand(paths, pages_dir, settings, args)
+    models, originals = settings.models, {}
+    if models.use_doc_unwarping:
+        inputs, originals = _unwarped(inputs, pages_dir / "rectified", services, args, failures)
+        # The pages are flat and upright now: the OCR engine runs without the document stages.
+        models = replace(models, use_doc_unwarping=False, use_doc_orientation=False)
     refs = {str(p): image_ref(p) for i in inputs for p in i.pages if p.exists()}  # fail before the long part, not after it
     if args.image_ref == "local-files" and any("/" not in r.split("?d=", 1)[1] for r in refs.values()):
         print(
@@ -103,7 +109,7 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
             "only from a storage folder below LOCAL_FILES_DOCUMENT_ROOT: pass --root the parent folder",
             file=sys.stderr,
         )
-    engine = services.engine()
+    engine = services.engine(models)
     cache = services.prediction_cache()
 
     tasks: list[Task] = []
@@ -122,7 +128,7 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
         hits += sum(o.cached for o in ok)
         lines += sum(len(o.page.regions) for o in ok if o.page is not None)
         n_pages += len(ok)
-        tasks.extend(_tasks(item, ok, refs, config, mode, args.shape))
+        tasks.extend(_with_originals(_tasks(item, ok, refs, config, mode, args.shape), ok, originals, image_ref))
     bar.close()
     if not tasks:
         print(f"svtr-label: error: none of the {len(paths)} inputs could be processed", file=sys.stderr)
@@ -193,6 +199,44 @@ def _expand(paths: list[Path], pages_dir: Path, settings: Settings, args: argpar
     if bar is not None:
         bar.close()
     return inputs, failures
+
+
+def _unwarped(inputs: list[_Input], folder: Path, services: Services, args: argparse.Namespace,
+              failures: list[str]) -> tuple[list[_Input], dict[str, Path]]:
+    """Every page replaced by its unwarped copy (ocr/rectify.py); {copy: original}. A page that
+    cannot be read is reported and its input left out; a model that cannot load stops the run."""
+    profile, settings = services.profile(), services.settings
+    rectifier = Rectifier(folder, lambda: load_unwarper(profile, settings.engine, settings.models.unwarping_model_dir))
+    out, originals = [], {}
+    bar = progress_bar(args, total=sum(len(i.pages) for i in inputs), unit="img", desc="unwarping")
+    for item in inputs:
+        try:
+            pages = tuple(rectifier.rectify(p).path for p in item.pages)
+        except ImageError as exc:
+            failures.append(str(exc))
+            bar.write(f"skipped: {exc}", file=sys.stderr)
+            continue
+        finally:
+            bar.update(len(item.pages))
+        originals.update({str(flat): source for flat, source in zip(pages, item.pages)})
+        out.append(_Input(item.name, pages, item.document))
+    bar.close()
+    return out, originals
+
+
+def _with_originals(tasks: list[Task], ok: list[Outcome], originals: dict[str, Path], image_ref: ImageRef) -> list[Task]:
+    """Tasks of unwarped pages keep their original image's reference in data.original_image (a
+    list, page by page, in a multi-page task)."""
+    if not originals:
+        return tasks
+    refs = [image_ref(originals[o.name]) for o in ok]
+    if len(tasks) == len(refs):
+        for task, ref in zip(tasks, refs):
+            task["data"]["original_image"] = ref
+    else:
+        for task in tasks:
+            task["data"]["original_image"] = refs
+    return tasks
 
 
 def _grouped(inputs: list[_Input], outcomes: Iterator[Outcome], bar: Any) -> Iterator[tuple[_Input, list[Outcome]]]:
