@@ -14,6 +14,7 @@ else escaping is a bug and keeps its traceback. Messages name the input at fault
     ├── RefError            an image ref that leaves the document root or is malformed
     ├── LabelStudioError    a Label Studio API call that failed
     ├── StoreError          a store operation that cannot be done
+    │   └── StaleEdit       an edit, undo or redo over someone else's newer change (reload the line)
     ├── DatasetError        an evaluation that cannot be done
     │   ├── ExportError     an export that cannot be written
     │   └── TrainConfigError  a training config that cannot tell the limits
@@ -75,6 +76,34 @@ class LabelStudioError(SvtrLabelError):
 
 class StoreError(SvtrLabelError):
     """A store operation that cannot be done; the message names the image or region."""
+
+
+class StaleEdit(StoreError):
+    """An edit, undo or redo refused because another reviewer changed the region since the caller
+    loaded it (or, for undo and redo, since the edit was made); the store is left unchanged.
+
+    `current` is the region now (a `svtr_label.core.page.Region`, typed loosely because errors sit
+    below core; None when deleted), `version` its version, `by` and `at` who changed it last and
+    when. The message names them and says what to do: reload the line."""
+
+    def __init__(self, message: str, *, image_id: int, region_id: str | None, current: object | None,
+                 by: str, at: str, version: int) -> None:
+        super().__init__(message)
+        self.image_id = image_id
+        self.region_id = region_id
+        self.current = current
+        self.by = by
+        self.at = at
+        self.version = version
+
+    def __reduce__(self) -> tuple:
+        # Keyword-only fields: the default (type, args) pickling would drop them, and a StaleEdit
+        # raised in a worker process must arrive whole.
+        return (_stale_edit, (str(self), self.image_id, self.region_id, self.current, self.by, self.at, self.version))
+
+
+def _stale_edit(message: str, image_id: int, region_id: str | None, current: object | None, by: str, at: str, version: int) -> StaleEdit:
+    return StaleEdit(message, image_id=image_id, region_id=region_id, current=current, by=by, at=at, version=version)
 
 
 class DatasetError(SvtrLabelError):
@@ -141,6 +170,6 @@ def http_status_for(exc: SvtrLabelError) -> int:
 
 __all__ = [
     "SvtrLabelError", "UsageError", "SettingsError", "ConfigError", "ModelError", "ImageError", "FetchError",
-    "SourceError", "RefError", "LabelStudioError", "StoreError", "DatasetError", "ExportError", "TrainConfigError",
+    "SourceError", "RefError", "LabelStudioError", "StoreError", "StaleEdit", "DatasetError", "ExportError", "TrainConfigError",
     "ScaleError", "FontMissing", "RequestError", "EXIT_CODES", "HTTP_STATUS", "exit_code_for", "http_status_for",
 ]

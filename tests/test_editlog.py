@@ -14,6 +14,7 @@ from svtr_label.store.editlog import (
     Edit,
     LoggedEdit,
     base_version,
+    blocking_edit,
     count_page_edits,
     edits_for,
     live,
@@ -21,6 +22,7 @@ from svtr_label.store.editlog import (
     replay,
     replays_edits,
     shown_version,
+    touched_regions,
     version_to_pin,
 )
 
@@ -30,8 +32,8 @@ PAGE = Page(100, 50, "a" * 64, (Region("r0", QUAD, "zero", 0.9), Region("r1", QU
 _ids = itertools.count(1)
 
 
-def edit(op: EditOp, region_id: str | None = None, before=None, after=None, undone: bool = False) -> Edit:
-    return Edit(next(_ids), 1, region_id, op, before, after, "alice", "2026-01-01T00:00:00+00:00", undone)
+def edit(op: EditOp, region_id: str | None = None, before=None, after=None, undone: bool = False, who: str = "alice") -> Edit:
+    return Edit(next(_ids), 1, region_id, op, before, after, who, "2026-01-01T00:00:00+00:00", undone)
 
 
 def region(page: Page, region_id: str) -> Region:
@@ -115,7 +117,7 @@ def test_undone_and_state_edits_change_no_region():
 # --- region states ----------------------------------------------------------------------------
 
 
-def test_region_states_follow_the_last_live_edit_of_each_region():
+def test_region_states_follow_the_live_edits_of_each_region():
     edits = [edit(EditOp.ACCEPT_REGION, "r0", changed("r0"), changed("r0")),
              edit(EditOp.SET_TEXT, "r1", changed("r1"), changed("r1", text="x")),
              edit(EditOp.ACCEPT_REGION, "r1", changed("r1", text="x"), changed("r1", text="x")),
@@ -123,8 +125,41 @@ def test_region_states_follow_the_last_live_edit_of_each_region():
              edit(EditOp.ADD_REGION, "n1", None, Region("n1", QUAD, "new").to_dict()),
              edit(EditOp.SET_STATE, None, "unreviewed", "reviewed")]
     states = region_states(edits)
-    assert states == {"r0": RegionState.ACCEPTED, "r1": RegionState.ACCEPTED, "n1": RegionState.CORRECTED}
-    assert region_states(edits + [edit(EditOp.DELETE_REGION, "r0", changed("r0"), None)]) == {"r1": "accepted", "n1": "corrected"}
+    # r1's text was changed, then confirmed: corrected, not accepted; the drawn n1 is unchecked (absent).
+    assert states == {"r0": RegionState.ACCEPTED, "r1": RegionState.CORRECTED}
+    assert region_states(edits + [edit(EditOp.DELETE_REGION, "r0", changed("r0"), None)]) == {"r1": "corrected"}
+    assert region_states(edits + [edit(EditOp.ACCEPT_REGION, "n1", Region("n1", QUAD, "new").to_dict(), Region("n1", QUAD, "new").to_dict())])["n1"] == "accepted"
+    assert region_states([edit(EditOp.MARK_ILLEGIBLE, "r2", changed("r2"), changed("r2", text=IGNORE_TEXT))]) == {"r2": "corrected"}
+
+
+MOVED = ((1, 1), (50, 1), (50, 20), (1, 20))
+
+
+def test_moving_a_box_unchecks_its_text_until_reread_or_accepted():
+    accepted = edit(EditOp.ACCEPT_REGION, "r0", changed("r0"), changed("r0"))
+    moved = edit(EditOp.SET_POINTS, "r0", changed("r0"), changed("r0", points=MOVED))
+    assert region_states([moved]) == {}  # a moved prediction: still unchecked
+    assert region_states([accepted, moved]) == {}  # the accepted text was read from the old box
+    assert region_states([accepted, moved, edit(EditOp.ACCEPT_REGION, "r0", changed("r0", points=MOVED), changed("r0", points=MOVED))]) == {"r0": "accepted"}
+    same = edit(EditOp.SET_TEXT, "r0", changed("r0", points=MOVED), changed("r0", points=MOVED, score=0.95))
+    other = edit(EditOp.SET_TEXT, "r0", changed("r0", points=MOVED), changed("r0", points=MOVED, text="zer0", score=0.6))
+    assert region_states([accepted, moved, same]) == {"r0": "accepted"}  # re-read, same text as predicted
+    assert region_states([accepted, moved, other]) == {"r0": "corrected"}  # re-read to another text
+    typed = edit(EditOp.SET_TEXT, "r0", changed("r0"), changed("r0", text="typed"))
+    assert region_states([typed, moved]) == {}  # even a typed text is unchecked once its box moves
+    assert region_states([typed, moved, edit(EditOp.ACCEPT_REGION, "r0", None, changed("r0", text="typed"))]) == {"r0": "corrected"}
+    # Typing the predicted text back is what was predicted: accepted.
+    back = edit(EditOp.SET_TEXT, "r0", changed("r0", text="typed"), changed("r0"))
+    assert region_states([typed, back]) == {"r0": "accepted"}
+    assert region_states([typed, edit(EditOp.SET_TEXT, "r0", None, None, undone=True)]) == {"r0": "corrected"}
+
+
+def test_a_drawn_box_starts_unchecked():
+    drawn = Region("n1", QUAD, "read by the engine", 0.7).to_dict()
+    add = edit(EditOp.ADD_REGION, "n1", None, drawn)
+    assert region_states([add]) == {}
+    assert region_states([add, edit(EditOp.SET_TEXT, "n1", drawn, {**drawn, "text": "fixed"})]) == {"n1": "corrected"}
+    assert region_states([add, edit(EditOp.SET_POINTS, "n1", drawn, {**drawn, "points": MOVED})]) == {}
 
 
 def test_a_replaced_page_is_corrected_throughout():
@@ -163,3 +198,33 @@ def test_edits_apply_only_over_their_own_base():
     assert not replays_edits("m2", "m1")
     assert edits_for(log, None) == [entry.edit for entry in log] == edits_for(log, "m1")
     assert edits_for(log, "m2") == []
+
+
+# --- several reviewers ------------------------------------------------------------------------
+
+
+def test_touched_regions_of_each_kind_of_edit():
+    assert touched_regions(edit(EditOp.SET_TEXT, "r0", changed("r0"), changed("r0", text="x"))) == {"r0"}
+    assert touched_regions(edit(EditOp.SET_STATE, None, "unreviewed", "reviewed")) == set()
+    replaced = edit(EditOp.REPLACE, None, [changed("r0"), changed("r1")], [Region("a", QUAD, "x").to_dict()])
+    assert touched_regions(replaced) == {"r0", "r1", "a"}
+    assert touched_regions(edit(EditOp.REPLACE, None, [], None)) == set()
+
+
+def test_blocking_edit_is_another_reviewers_later_live_edit_of_the_same_thing():
+    mine = edit(EditOp.SET_TEXT, "r0", changed("r0"), changed("r0", text="alice"))
+    own_later = edit(EditOp.SET_POINTS, "r0", changed("r0"), changed("r0", points=MOVED))
+    elsewhere = edit(EditOp.SET_TEXT, "r1", changed("r1"), changed("r1", text="bob"), who="bob")
+    undone = edit(EditOp.SET_TEXT, "r0", changed("r0"), changed("r0", text="bob"), who="bob", undone=True)
+    state = edit(EditOp.SET_STATE, None, "in_progress", "reviewed", who="bob")
+    assert blocking_edit(mine, [mine, own_later, elsewhere, undone, state]) is None
+    bob1 = edit(EditOp.ACCEPT_REGION, "r0", changed("r0"), changed("r0"), who="bob")
+    bob2 = edit(EditOp.DELETE_REGION, "r0", changed("r0"), None, who="bob")
+    assert blocking_edit(mine, [mine, bob1, elsewhere, bob2]) is bob2  # the latest names who to ask
+    assert blocking_edit(bob1, [mine, bob1]) is None  # an earlier edit does not block
+    page = edit(EditOp.REPLACE, None, [changed("r0")], [], who="label-studio")
+    assert blocking_edit(mine, [mine, page]) is page
+    my_state = edit(EditOp.SET_STATE, None, "unreviewed", "in_progress")
+    bob_state = edit(EditOp.SET_STATE, None, "in_progress", "reviewed", who="bob")
+    assert blocking_edit(my_state, [my_state, bob2, bob_state]) is bob_state  # region edits do not block a state change
+    assert blocking_edit(my_state, [my_state, bob2]) is None

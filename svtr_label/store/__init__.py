@@ -1,7 +1,9 @@
 """The corrections store: one SQLite file of images, predictions, the edit log and review state.
 
 schema: the SQL schema and its migrations; editlog: the edit log's rules as pure functions;
-sqlite: the SQLite store core; sync: `Store`, the core plus Label Studio import, webhooks, export.
+rows: store rows to values; versions: region versions, the store's revision and per-reviewer redo
+(several reviewers on one file); sqlite: the SQLite store core; sync: `Store`, the core plus
+Label Studio import, webhooks, export.
 """
 
 from svtr_label.store.editlog import (

@@ -45,10 +45,13 @@ class ReviewState(_StrEnum):
 
 
 class RegionState(_StrEnum):
-    """A region's review state: confirmed as predicted, or changed by a person."""
+    """A region's review state, about its text: checked as it came (accepted), checked after a
+    reviewer changed it (corrected), or not checked (unchecked: a prediction nobody looked at, a
+    box drawn or moved since its text was read). `region_states` lists checked regions only."""
 
     ACCEPTED = "accepted"
     CORRECTED = "corrected"
+    UNCHECKED = "unchecked"
 
 
 # The review states as plain strings, in review order (what widgets list).
@@ -115,24 +118,93 @@ def replay(page: Page, edits: Iterable[Edit]) -> Page:
     return page.with_(regions=tuple(regions.values()))
 
 
-def region_states(edits: Iterable[Edit]) -> dict[str, RegionState]:
-    """Review state per region id, from the live edits: accepted, or corrected (any other edit).
+@dataclass(frozen=True)
+class _TextCheck:
+    """What region_states tracks per region: the text it came with, its text now, and whether a
+    person has checked that text against the current box."""
 
-    A page replaced as a whole (a Label Studio annotation) counts as corrected throughout.
+    original: str | None  # None: a person's text from the start (a replaced page)
+    text: str | None
+    checked: bool
+
+    def state(self) -> RegionState:
+        if not self.checked:
+            return RegionState.UNCHECKED
+        return RegionState.ACCEPTED if self.original is not None and self.text == self.original else RegionState.CORRECTED
+
+
+# Edits that leave a region's text checked: typed, read again from the box, marked illegible, confirmed.
+_CHECKING_OPS = (EditOp.SET_TEXT, EditOp.MARK_ILLEGIBLE, EditOp.ACCEPT_REGION)
+
+
+def _text_of(region: Any) -> str | None:
+    return region.get("text") if isinstance(region, dict) else None
+
+
+def _track(check: _TextCheck | None, edit: Edit) -> _TextCheck:
+    """One region's check after one of its edits (neither a delete nor a page replacement)."""
+    text = _text_of(edit.after)
+    if edit.op == EditOp.ADD_REGION or check is None:
+        # A drawn box's text was read by the engine, nobody checked it; a prediction's first edit
+        # tells the text it was predicted with.
+        original = text if edit.op == EditOp.ADD_REGION else _text_of(edit.before)
+        check = _TextCheck(original, original, False)
+    if edit.op == EditOp.SET_POINTS:
+        return _TextCheck(check.original, text, False)  # the text was read from the old box
+    return _TextCheck(check.original, text, check.checked or edit.op in _CHECKING_OPS)
+
+
+def region_states(edits: Iterable[Edit]) -> dict[str, RegionState]:
+    """Review state of the checked regions, by id, from the live edits; a region not listed is
+    unchecked. Accepted: checked, its text as it came (predicted, or read into a drawn box).
+    Corrected: checked, its text changed by a person (typed, illegible, or a re-read of a moved
+    box that reads differently). Moving a box unchecks it until re-read or accepted.
+
+    A page replaced as a whole (a Label Studio annotation) is a person's work: corrected throughout.
     """
-    states: dict[str, RegionState] = {}
+    checks: dict[str, _TextCheck] = {}
     for edit in page_edits(edits):
         if edit.op == EditOp.REPLACE:
-            states = {r["id"]: RegionState.CORRECTED for r in edit.after or []}
+            checks = {r["id"]: _TextCheck(None, _text_of(r), True) for r in edit.after or []}
         elif edit.region_id is None:
             continue
         elif edit.op == EditOp.DELETE_REGION:
-            states.pop(edit.region_id, None)
-        elif edit.op == EditOp.ACCEPT_REGION:
-            states[edit.region_id] = RegionState.ACCEPTED
+            checks.pop(edit.region_id, None)
         else:
-            states[edit.region_id] = RegionState.CORRECTED
-    return states
+            checks[edit.region_id] = _track(checks.get(edit.region_id), edit)
+    states = {rid: check.state() for rid, check in checks.items()}
+    return {rid: state for rid, state in states.items() if state != RegionState.UNCHECKED}
+
+
+# --- several reviewers: which edits an undo or redo would go over ------------------------------
+
+
+def touched_region_ids(op: EditOp | str, region_id: str | None, before: Any, after: Any) -> frozenset[str]:
+    """The region ids an edit changes: its own, or every id a replaced page had or has."""
+    if op == EditOp.REPLACE:
+        return frozenset(r["id"] for side in (before, after) for r in side or [] if isinstance(r, dict) and "id" in r)
+    return frozenset() if region_id is None else frozenset({region_id})
+
+
+def touched_regions(edit: Edit) -> frozenset[str]:
+    return touched_region_ids(edit.op, edit.region_id, edit.before, edit.after)
+
+
+def overlaps(a: Edit, b: Edit) -> bool:
+    """True when two edits change the same thing: a region, or the image's review state."""
+    if EditOp.SET_STATE in (a.op, b.op):
+        return a.op == b.op
+    return bool(touched_regions(a) & touched_regions(b))
+
+
+def blocking_edit(edit: Edit, log: Iterable[Edit]) -> Edit | None:
+    """The latest live edit made after `edit` by someone else on what `edit` changed (None: none).
+    Undoing or redoing `edit` over it would silently replace that person's work."""
+    found = None
+    for other in live(log):
+        if other.id > edit.id and other.who != edit.who and overlaps(edit, other):
+            found = other
+    return found
 
 
 # --- which prediction the edits apply to -------------------------------------------------------

@@ -7,13 +7,15 @@ at its old version, not at some version in between.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable
 
 from svtr_label.errors import StoreError
+from svtr_label.store.editlog import EditOp, touched_region_ids
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -74,8 +76,57 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Several reviewers on one store (additive: version 1 rows stay as they are).
+
+    region_versions: per region, a counter every change (edit, undo, redo) raises, with who made
+    the last one, so a stale edit is caught and named. edits.undo_seq: the order of a reviewer's
+    undos, newest highest; NULL when the edit is live or no longer redoable. store_revision: one
+    counter every write transaction raises, for browsers to poll.
+    """
+    _run_script(
+        conn,
+        """
+        ALTER TABLE edits ADD COLUMN undo_seq INTEGER;
+        CREATE INDEX edits_who ON edits(image_id, who, id);
+        CREATE TABLE region_versions (
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            region_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            who TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (image_id, region_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE store_revision (
+            id INTEGER PRIMARY KEY CHECK (id = 0),
+            revision INTEGER NOT NULL
+        );
+        INSERT INTO store_revision (id, revision) VALUES (0, 0)
+        """
+    )
+    _backfill_region_versions(conn)
+
+
+def _backfill_region_versions(conn: sqlite3.Connection) -> None:
+    """Versions of the regions edited before version 2: one per edit, one more per undo (old
+    undos were not recorded as such: the edit's author stands in for who undid it)."""
+    versions: dict[tuple[int, str], tuple[int, str, str]] = {}
+    rows = conn.execute("SELECT image_id, region_id, op, before, after, who, at, undone FROM edits WHERE op != ? ORDER BY id",
+                        (EditOp.SET_STATE.value,))
+    for image_id, region_id, op, before, after, who, at, undone in rows:
+        for rid in touched_region_ids(op, region_id, _load(before), _load(after)):
+            n = versions.get((image_id, rid), (0, "", ""))[0]
+            versions[(image_id, rid)] = (n + 1 + int(bool(undone)), who, at)
+    conn.executemany("INSERT INTO region_versions (image_id, region_id, version, who, at) VALUES (?, ?, ?, ?, ?)",
+                     [(image_id, rid, n, who, at) for (image_id, rid), (n, who, at) in versions.items()])
+
+
+def _load(text: str | None) -> object:
+    return None if text is None else json.loads(text)
+
+
 # MIGRATIONS[n] takes a database at user_version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -8,6 +8,12 @@ in `svtr_label.store.editlog`; this module reads the rows they work on and write
 Every public write is one transaction (BEGIN IMMEDIATE ... COMMIT) on a WAL database, so a
 killed process loses nothing committed and never leaves half an edit. Reads that take several
 queries run in one read transaction, so they see one snapshot even while another process writes.
+
+Several reviewers (notebooks, JupyterHub users) share one file: every region carries a version
+that each change to it raises (`region_versions`); an edit made on an older version is refused
+with `StaleEdit` inside the same write transaction that would have written it. Undo and redo are
+per reviewer and refuse to go over another reviewer's later change. `revision()` is one counter
+every write raises, so a browser can poll it to know when to re-read.
 """
 
 from __future__ import annotations
@@ -16,10 +22,9 @@ import json
 import os
 import sqlite3
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,13 +34,12 @@ from svtr_label.core.wal import connect_wal
 from svtr_label.core.page import IGNORE_TEXT, Page, Region
 from svtr_label.errors import StoreError
 from svtr_label.store import editlog
-from svtr_label.store.editlog import IMAGE_STATES, Edit, EditOp, LoggedEdit, ReviewState
+from svtr_label.store.editlog import IMAGE_STATES, Edit, EditOp, LoggedEdit, RegionState, ReviewState
+from svtr_label.store import versions
+from svtr_label.store.rows import PredictionRef, by_image, dump, edit_from_row, load_pages, logged_from_row, prediction_ref
 from svtr_label.store.schema import SCHEMA_VERSION, migrate, schema_version
 
 _S = TypeVar("_S", bound="SqliteStore")
-_T = TypeVar("_T")
-# Ids per `IN (...)` query: well under SQLite's oldest limit of 999 bound variables.
-_CHUNK = 500
 
 
 def _now() -> str:
@@ -57,14 +61,14 @@ class ImageInfo:
     model_versions: tuple[str, ...]
     n_edits: int
     ls_task_id: int | None = None
+    # Checked lines of the page (see editlog.region_states): as they came, and changed by a person.
+    n_accepted: int = 0
+    n_corrected: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "model_versions": list(self.model_versions)}
 
 
-# (prediction id, model_version) of an image's predictions, oldest first: the latest has the
-# highest id, since storing a prediction again replaces its row.
-PredictionRef = tuple[int, str]
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,11 @@ class SqliteStore:
         """One write transaction; taken immediately so concurrent writers queue instead of failing."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            changes = self._conn.total_changes
             try:
                 yield self._conn
+                if self._conn.total_changes != changes:  # a repeated webhook writes nothing: no refresh
+                    versions.bump_revision(self._conn)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -142,6 +149,12 @@ class SqliteStore:
     @property
     def schema_version(self) -> int:
         return schema_version(self._conn)
+
+    def revision(self) -> int:
+        """A number every write to the store raises (any image, any process): poll it, re-read
+        when it moved. One indexed read of one row."""
+        with self._lock:
+            return versions.revision(self._conn)
 
     # -- images and predictions ----------------------------------------------------------------
 
@@ -222,10 +235,10 @@ class SqliteStore:
         same rules as get_image."""
         with self._reading() as conn:
             rows = conn.execute("SELECT * FROM images ORDER BY id").fetchall()
-            predictions = _by_image(conn.execute("SELECT image_id, id, model_version FROM predictions ORDER BY id"), _prediction_ref)
-            logs = _by_image(conn.execute("SELECT * FROM edits WHERE undone = 0 ORDER BY id"), _logged)
+            predictions = by_image(conn.execute("SELECT image_id, id, model_version FROM predictions ORDER BY id"), prediction_ref)
+            logs = by_image(conn.execute("SELECT * FROM edits WHERE undone = 0 ORDER BY id"), logged_from_row)
             plans = {int(r["id"]): _plan(predictions[int(r["id"])], logs[int(r["id"])], None) for r in rows}
-            pages = _load_pages(conn, [p.prediction_id for p in plans.values() if p.prediction_id is not None])
+            pages = load_pages(conn, [p.prediction_id for p in plans.values() if p.prediction_id is not None])
         return [_info(r, predictions[int(r["id"])], logs[int(r["id"])], _build_page(r, plans[int(r["id"])], pages)) for r in rows]
 
     def predictions(self, image_id: int) -> dict[str, Page]:
@@ -236,7 +249,7 @@ class SqliteStore:
 
     def _prediction_refs(self, image_id: int) -> list[PredictionRef]:
         rows = self._conn.execute("SELECT id, model_version FROM predictions WHERE image_id = ? ORDER BY id", (image_id,))
-        return [_prediction_ref(r) for r in rows]
+        return [prediction_ref(r) for r in rows]
 
     # -- current page: prediction + edits ------------------------------------------------------
 
@@ -255,15 +268,30 @@ class SqliteStore:
 
     def _page(self, row: sqlite3.Row, plan: _PagePlan) -> Page:
         ids = [] if plan.prediction_id is None else [plan.prediction_id]
-        return _build_page(row, plan, _load_pages(self._conn, ids))
+        return _build_page(row, plan, load_pages(self._conn, ids))
 
     def _log(self, image_id: int) -> list[LoggedEdit]:
         """The image's live edits, oldest first, state changes included."""
         rows = self._conn.execute("SELECT * FROM edits WHERE image_id = ? AND undone = 0 ORDER BY id", (image_id,))
-        return [_logged(r) for r in rows]
+        return [logged_from_row(r) for r in rows]
+
+    def region_versions(self, image_id: int) -> dict[str, int]:
+        """Version per region of the current page (0: the untouched prediction); every edit, undo
+        or redo of a region raises it. Pass it back as `expected_version` to refuse stale edits.
+        Read it with the page (`page_and_versions`), or before it: versions read after the page
+        may already cover a change the page does not show."""
+        return self.page_and_versions(image_id)[1]
+
+    def page_and_versions(self, image_id: int) -> tuple[Page, dict[str, int]]:
+        """The current page and its regions' versions, from one snapshot."""
+        with self._reading() as conn:
+            page = self._current(self._image_row(image_id))
+            stored = versions.stored_versions(conn, image_id)
+        return page, {r.id: stored.get(r.id, 0) for r in page.regions}
 
     def region_states(self, image_id: int) -> dict[str, str]:
-        """Review state per region: 'accepted' (confirmed as predicted) or 'corrected' (edited)."""
+        """Review state of the checked regions: 'accepted' (checked, text as it came) or
+        'corrected' (checked, text changed by a person); a region not listed is unchecked."""
         with self._lock:
             log = self._log(image_id)
         return dict(editlog.region_states(logged.edit for logged in log))
@@ -275,24 +303,31 @@ class SqliteStore:
 
     # -- edits ---------------------------------------------------------------------------------
 
-    def set_text(self, image_id: int, region_id: str, text: str, who: str = "", score: float | None = None) -> None:
+    # Region edits take `expected_version`: the region's version the caller's view was read at
+    # (`region_versions`). When given and the region has moved on, StaleEdit is raised and nothing
+    # is written. The check runs inside the edit's write transaction: atomic across processes.
+
+    def set_text(self, image_id: int, region_id: str, text: str, who: str = "", score: float | None = None, *,
+                 expected_version: int | None = None) -> None:
         """Set a line's text; `score` too when the text came from the recognizer (a re-read)."""
         def change(r: Region) -> Region:
             return r.with_(text=str(text)) if score is None else r.with_(text=str(text), score=float(score))
 
-        self._edit_region(image_id, region_id, EditOp.SET_TEXT, change, who)
+        self._edit_region(image_id, region_id, EditOp.SET_TEXT, change, who, expected_version)
 
-    def mark_illegible(self, image_id: int, region_id: str, who: str = "") -> None:
-        self._edit_region(image_id, region_id, EditOp.MARK_ILLEGIBLE, lambda r: r.with_(text=IGNORE_TEXT), who)
+    def mark_illegible(self, image_id: int, region_id: str, who: str = "", *, expected_version: int | None = None) -> None:
+        self._edit_region(image_id, region_id, EditOp.MARK_ILLEGIBLE, lambda r: r.with_(text=IGNORE_TEXT), who, expected_version)
 
-    def set_points(self, image_id: int, region_id: str, points: Sequence[Sequence[float]], who: str = "") -> None:
-        self._edit_region(image_id, region_id, EditOp.SET_POINTS, lambda r: r.with_(points=tuple(as_points(points))), who)
+    def set_points(self, image_id: int, region_id: str, points: Sequence[Sequence[float]], who: str = "", *,
+                   expected_version: int | None = None) -> None:
+        """Move a box; its text is unchecked again until re-read (set_text with a score) or accepted."""
+        self._edit_region(image_id, region_id, EditOp.SET_POINTS, lambda r: r.with_(points=tuple(as_points(points))), who, expected_version)
 
-    def accept_region(self, image_id: int, region_id: str, who: str = "") -> None:
-        self._edit_region(image_id, region_id, EditOp.ACCEPT_REGION, lambda r: r, who)
+    def accept_region(self, image_id: int, region_id: str, who: str = "", *, expected_version: int | None = None) -> None:
+        self._edit_region(image_id, region_id, EditOp.ACCEPT_REGION, lambda r: r, who, expected_version)
 
-    def delete_region(self, image_id: int, region_id: str, who: str = "") -> None:
-        self._edit_region(image_id, region_id, EditOp.DELETE_REGION, lambda r: None, who)
+    def delete_region(self, image_id: int, region_id: str, who: str = "", *, expected_version: int | None = None) -> None:
+        self._edit_region(image_id, region_id, EditOp.DELETE_REGION, lambda r: None, who, expected_version)
 
     def add_region(self, image_id: int, region: Region, who: str = "") -> None:
         with self._tx() as conn:
@@ -301,23 +336,35 @@ class SqliteStore:
                 raise StoreError(f"image {image_id} already has a region {region.id!r}")
             self._record(conn, image_id, region.id, EditOp.ADD_REGION, None, region.to_dict(), who)
 
-    def _edit_region(self, image_id: int, region_id: str, op: EditOp, change: Callable[[Region], Region | None], who: str) -> None:
+    def _edit_region(self, image_id: int, region_id: str, op: EditOp, change: Callable[[Region], Region | None], who: str,
+                     expected_version: int | None) -> None:
         with self._tx() as conn:
             regions = {r.id: r for r in self._current(self._image_row(image_id)).regions}
+            if expected_version is not None:
+                self._check_version(conn, image_id, region_id, expected_version, regions.get(region_id))
             if region_id not in regions:
                 raise StoreError(f"image {image_id} has no region {region_id!r}")
             before = regions[region_id]
             after = change(before)
             self._record(conn, image_id, region_id, op, before.to_dict(), None if after is None else after.to_dict(), who)
 
+    def _check_version(self, conn: sqlite3.Connection, image_id: int, region_id: str, expected: int, current: Region | None) -> None:
+        now = versions.region_version(conn, image_id, region_id)
+        if now.version != expected:
+            what = f"image {image_id}, line {region_id!r}: your view has version {expected}, the store {now.version}"
+            raise versions.stale(what, image_id, region_id, current, now)
+
     def _record(self, conn: sqlite3.Connection, image_id: int, region_id: str | None, op: EditOp, before: Any, after: Any,
                 who: str, annotation_id: int | None = None) -> int:
         latest = conn.execute("SELECT model_version FROM predictions WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
         base = editlog.version_to_pin(editlog.base_version(self._log(image_id)), latest[0] if latest else None)
+        at = _now()
         cur = conn.execute(
             "INSERT INTO edits (image_id, region_id, op, before, after, who, at, base_version, annotation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (image_id, region_id, EditOp(op).value, _dump(before), _dump(after), who or "", _now(), base, annotation_id),
+            (image_id, region_id, EditOp(op).value, dump(before), dump(after), who or "", at, base, annotation_id),
         )
+        versions.bump_versions(conn, image_id, editlog.touched_region_ids(op, region_id, before, after), who, at)
+        versions.clear_redo(conn, image_id, who)
         if op != EditOp.SET_STATE:
             # Editing a page starts its review, unless it is already further along.
             conn.execute("UPDATE images SET state = ? WHERE id = ? AND state = ?",
@@ -332,72 +379,41 @@ class SqliteStore:
             self._record(conn, image_id, None, EditOp.SET_STATE, before, ReviewState(state).value, who)
             conn.execute("UPDATE images SET state = ? WHERE id = ?", (ReviewState(state).value, image_id))
 
-    def undo(self, image_id: int) -> Edit | None:
-        """Revert the image's last live edit; returns it (None when there is nothing to undo)."""
+    def undo(self, image_id: int, who: str | None = None) -> Edit | None:
+        """Undo `who`'s latest live edit of the image (never another reviewer's); returns it, now
+        flagged undone (None: nothing of theirs to undo). Raises StaleEdit, changing nothing, when
+        another reviewer has changed the same region (or review state) since.
+
+        Without `who`: the image's latest live edit, whoever made it (the single-reviewer undo)."""
+        return self._undo_or_redo(image_id, who, undo=True)
+
+    def redo(self, image_id: int, who: str) -> Edit | None:
+        """Apply again the edit `who` undid last on this image; returns it (None: nothing to redo,
+        or a new edit of theirs since). Raises StaleEdit, changing nothing, when another reviewer
+        has changed the same region (or review state) since the edit was made."""
+        return self._undo_or_redo(image_id, who, undo=False)
+
+    def _undo_or_redo(self, image_id: int, who: str | None, undo: bool) -> Edit | None:
         with self._tx() as conn:
-            row = conn.execute("SELECT * FROM edits WHERE image_id = ? AND undone = 0 ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
-            if row is None:
+            edit = versions.to_undo(conn, image_id, who) if undo else versions.to_redo(conn, image_id, str(who))
+            if edit is None:
                 return None
-            conn.execute("UPDATE edits SET undone = 1 WHERE id = ?", (row["id"],))
-            if row["op"] == EditOp.SET_STATE:
-                conn.execute("UPDATE images SET state = ? WHERE id = ?", (json.loads(row["before"]), image_id))
-            return _edit(row)
+            refused = versions.refusal(conn, edit, "undo" if undo else "redo", lambda: self._current(self._image_row(image_id)).regions)
+            if refused is not None:
+                raise refused
+            versions.flip(conn, edit, undone=undo, by=edit.who if who is None else who, at=_now())
+            return replace(edit, undone=undo)
 
     def history(self, image_id: int) -> list[Edit]:
         """Every edit of an image, oldest first, undone ones included (flagged)."""
         with self._lock:
             rows = self._conn.execute("SELECT * FROM edits WHERE image_id = ? ORDER BY id", (image_id,)).fetchall()
-        return [_edit(r) for r in rows]
+        return [edit_from_row(r) for r in rows]
 
     def reviewers(self, image_id: int) -> list[str]:
         with self._lock:
             rows = self._conn.execute("SELECT DISTINCT who FROM edits WHERE image_id = ? AND undone = 0 AND who != '' ORDER BY who", (image_id,))
             return [r[0] for r in rows]
-
-
-# --- rows to values ------------------------------------------------------------------------------
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _edit(row: sqlite3.Row) -> Edit:
-    return Edit(
-        id=int(row["id"]), image_id=int(row["image_id"]), region_id=row["region_id"], op=EditOp(row["op"]),
-        before=_load(row["before"]), after=_load(row["after"]), who=row["who"], at=row["at"], undone=bool(row["undone"]),
-    )
-
-
-def _logged(row: sqlite3.Row) -> LoggedEdit:
-    return LoggedEdit(_edit(row), str(row["base_version"]))
-
-
-def _prediction_ref(row: sqlite3.Row) -> PredictionRef:
-    return int(row["id"]), str(row["model_version"])
-
-
-def _by_image(rows: Iterable[sqlite3.Row], value: Callable[[sqlite3.Row], _T]) -> defaultdict[int, list[_T]]:
-    """Rows grouped by their image_id, in the order read; images without rows get []."""
-    grouped: defaultdict[int, list[_T]] = defaultdict(list)
-    for row in rows:
-        grouped[int(row["image_id"])].append(value(row))
-    return grouped
-
-
-def _load_pages(conn: sqlite3.Connection, prediction_ids: Sequence[int]) -> dict[int, Page]:
-    """The stored pages of these predictions, by prediction id."""
-    pages = {}
-    for start in range(0, len(prediction_ids), _CHUNK):
-        chunk = prediction_ids[start : start + _CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        for pid, page in conn.execute(f"SELECT id, page FROM predictions WHERE id IN ({marks})", tuple(chunk)):
-            pages[int(pid)] = Page.from_dict(json.loads(page))
-    return pages
 
 
 def _build_page(row: sqlite3.Row, plan: _PagePlan, pages: Mapping[int, Page]) -> Page:
@@ -413,9 +429,11 @@ def _build_page(row: sqlite3.Row, plan: _PagePlan, pages: Mapping[int, Page]) ->
 
 def _info(row: sqlite3.Row, predictions: Sequence[PredictionRef], log: Sequence[LoggedEdit], page: Page) -> ImageInfo:
     scores = [r.score for r in page.regions if r.score is not None]
+    on_page = {r.id for r in page.regions}
+    states = [s for rid, s in editlog.region_states(logged.edit for logged in log).items() if rid in on_page]
     return ImageInfo(
         id=int(row["id"]), ref=row["ref"], sha256=row["sha256"], width=int(row["width"]), height=int(row["height"]),
         state=ReviewState(row["state"]), n_lines=len(page.regions), min_score=min(scores) if scores else None,
         model_versions=tuple(v for _, v in predictions), n_edits=editlog.count_page_edits(logged.edit for logged in log),
-        ls_task_id=row["ls_task_id"],
+        ls_task_id=row["ls_task_id"], n_accepted=states.count(RegionState.ACCEPTED), n_corrected=states.count(RegionState.CORRECTED),
     )
