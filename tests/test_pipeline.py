@@ -175,7 +175,7 @@ def test_cli_fails_only_when_nothing_could_be_processed(tmp_path):
     (tmp_path / "a.png").write_bytes(b"\x89PNG broken")
     res = run_cli("predict", tmp_path, "--profile", "bundled", "--root", tmp_path, "-o", tmp_path / "t.json", "--no-progress")
     assert res.returncode == 1
-    assert "none of the 1 files could be processed" in res.stderr
+    assert "none of the 1 inputs could be processed" in res.stderr
     assert not (tmp_path / "t.json").exists()
 
 

@@ -137,7 +137,7 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
     write_json_atomic(out, tasks)
     documents = sum(i.document for i in inputs)
     print(
-        f"{len(tasks)} tasks ({n_pages} pages" + (f", {documents} documents" if documents else "") + f"), {lines} text lines "
+        (f"{len(tasks)} tasks ({n_pages} pages, {documents} documents)" if documents else f"{len(tasks)} images") + f", {lines} text lines "
         f"({hits} from cache), {len(failures)} skipped; model {engine.model_version}\nLabel Studio tasks: {out.resolve()}"
         + (f"\npage images: {pages_dir}" if documents else "")
         + ("\nlabeling config: svtr-label config --multipage" if config.multipage and not args.label_config else "")

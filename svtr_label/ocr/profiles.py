@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import yaml
 
 from svtr_label.errors import ModelError, UsageError
-from svtr_label.settings import PROFILE_NAMES, ModelSettings
+from svtr_label.settings import PROFILE_NAMES, ModelSettings, quiet_third_parties
 
 PPOCRV6_SIZES = {"ppocrv6": "medium", "ppocrv6-small": "small", "ppocrv6-tiny": "tiny"}
 WEIGHT_FILES = ("inference.onnx", "inference.pdiparams", "inference.json", "inference.pdmodel")
@@ -294,6 +294,7 @@ def bundled_dictionary(bundle: BundledWeights) -> list[str]:
     root = _package_dir(bundle)
     if bundle.dict_file:
         return (root / bundle.dict_file).read_text(encoding="utf-8").splitlines()
+    quiet_third_parties()  # ONNX Runtime looks up its telemetry host once a session exists, unless told not to
     import onnxruntime
 
     meta = onnxruntime.InferenceSession(str(root / bundle.rec_file), providers=["CPUExecutionProvider"]).get_modelmeta()
