@@ -1,7 +1,8 @@
 """A reviewer's session in a real browser: JupyterLab on loopback with a token, Debian's Chromium
 driven by Playwright, the review notebook run from the Run menu; the editor's picture and boxes
-render, a line is corrected by typing, a corner is dragged, a box is drawn, and all of it is in
-the store. Screenshots go to test-artifacts/ (docs/editor.png with SVTR_UPDATE_DOCS=1)."""
+render, a line is corrected by typing, a corner is dragged, a box is drawn, a line is fixed in the
+review queue, and all of it is in the store. Screenshots go to test-artifacts/ (docs/editor.png
+with SVTR_UPDATE_DOCS=1). Every key and gesture: tests/test_editor_browser.py."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 NOTEBOOK = "02_review_and_correct.ipynb"
 EXPLORE = "01_preannotate_and_explore.ipynb"
 EDITED = "Playwright was here"
-ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+# The notebook on show: JupyterLab 4 hides the other tabs with `content-visibility: hidden` (or lm-mod-hidden).
+ACTIVE = '.jp-NotebookPanel:not(.lm-mod-hidden):not([style*="content-visibility: hidden"])'
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +136,7 @@ def start_all_cells(tab, attempts: int = 3) -> None:
 
 
 def status(tab) -> str:
-    return tab.locator(".svtr-editor .widget-html").nth(1).inner_text()
+    return tab.locator(f"{ACTIVE} .svtr-ed .svtr-status").inner_text()
 
 
 def test_review_notebook_in_jupyterlab(lab, page):
@@ -143,31 +145,32 @@ def test_review_notebook_in_jupyterlab(lab, page):
     tab.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     start_all_cells(tab)
 
-    # The picture and its boxes are drawn; one row per line beside them.
-    tab.wait_for_selector(".svtr-editor .svtr-overlay polygon.svtr-quad", timeout=180_000)
-    editor = tab.locator(".svtr-editor").first
+    # The picture and its boxes are drawn; one row (crop + text) per line beside them.
+    tab.wait_for_selector(".svtr-ed .svtr-overlay polygon.svtr-quad", timeout=180_000)
+    editor = tab.locator(".svtr-ed").first
     editor.scroll_into_view_if_needed()
-    quads = tab.locator(".svtr-overlay polygon.svtr-quad")
-    rows = tab.locator(".svtr-editor .svtr-line")
+    quads = tab.locator(".svtr-ed .svtr-overlay polygon.svtr-quad")
+    rows = tab.locator(".svtr-ed .svtr-line")
     assert quads.count() > 0 and quads.count() == rows.count()
-    picture = tab.locator(".svtr-base image").bounding_box()
-    assert picture and picture["width"] > 300 and picture["height"] > 100
-    assert tab.evaluate("() => !!window.svtrLabel"), "the editor's script did not install"
+    picture = tab.locator(".svtr-ed img.svtr-page").bounding_box()
+    assert picture and picture["width"] > 200 and picture["height"] > 200
     tab.screenshot(path=str(ARTIFACTS / "01-editor-rendered.png"), full_page=True)
 
     with Store(lab["store"]) as store:
         image_id = store.image_ids()[0]
+        name = Path(store.get_image(image_id).ref).name
         lowest = min(store.current_page(image_id).regions, key=lambda r: r.score if r.score is not None else -1)
-    lowest_text = lowest.text
+    assert f"#{image_id} {name}" in status(tab) and "image 1 of 2" in status(tab)
 
-    # Correct the first (lowest-confidence) line by typing, then Enter.
-    box = rows.first.locator("input")
-    assert box.input_value() == lowest_text
-    box.click()
-    box.press("Control+A")
-    box.type(EDITED)
-    box.press("Enter")
-    wait_until(lambda: "lines checked 1/" in status(tab), what="the status to count the accepted line")
+    # The keyboard is in the first (lowest-confidence) line's text from the start: type, Enter.
+    box = rows.first.locator("textarea")
+    assert box.input_value() == lowest.text
+    wait_until(lambda: tab.evaluate("() => document.activeElement === document.querySelector('.svtr-ed .svtr-line textarea')"),
+               what="focus on the first line at open")
+    tab.keyboard.press("Control+A")
+    tab.keyboard.type(EDITED)
+    tab.keyboard.press("Enter")
+    wait_until(lambda: "lines checked 1/" in status(tab), what="the status to count the corrected line")
     # Enter moved the keyboard to the next line's text box.
     wait_until(lambda: tab.evaluate("() => document.activeElement && document.activeElement.closest('.svtr-line') !== null"
                                     " && document.activeElement.closest('.svtr-line') !== document.querySelector('.svtr-line')"),
@@ -175,15 +178,16 @@ def test_review_notebook_in_jupyterlab(lab, page):
     with Store(lab["store"]) as store:
         texts = {r.id: r.text for r in store.current_page(image_id).regions}
         assert texts[lowest.id] == EDITED
-        assert store.region_states(image_id)[lowest.id] == "accepted"
+        assert store.region_states(image_id)[lowest.id] == "corrected"
         assert [e.who for e in store.history(image_id)] == ["playwright", "playwright"]
+    assert "✎ corrected" in rows.first.inner_text()
     tab.screenshot(path=str(ARTIFACTS / "02-line-corrected.png"), full_page=True)
     editor.screenshot(path=str(ARTIFACTS / "02-editor-after-one-correction.png"))
     if os.environ.get("SVTR_UPDATE_DOCS") == "1":  # the README's picture: one line fixed, the next one open
         save_small_png(ARTIFACTS / "02-editor-after-one-correction.png", REPO / "docs" / "editor.png")
 
     # Drag a corner of the current line: the new point is stored.
-    handle = tab.locator(".svtr-overlay circle.svtr-vertex").nth(1)
+    handle = tab.locator(".svtr-ed circle.svtr-vertex").nth(1)
     hb = handle.bounding_box()
     tab.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
     tab.mouse.down()
@@ -193,7 +197,7 @@ def test_review_notebook_in_jupyterlab(lab, page):
         wait_until(lambda: store.history(image_id)[-1].op == "set_points", what="the dragged corner in the store")
 
     # Shift+drag draws a new box; the engine reads its text.
-    overlay = tab.locator(".svtr-canvas").first.bounding_box()  # the overlay itself is redrawn after each edit
+    overlay = tab.locator(".svtr-ed .svtr-stage").first.bounding_box()
     n_before = quads.count()
     tab.keyboard.down("Shift")
     tab.mouse.move(overlay["x"] + 10, overlay["y"] + 10)
@@ -203,25 +207,41 @@ def test_review_notebook_in_jupyterlab(lab, page):
     tab.keyboard.up("Shift")
     wait_until(lambda: quads.count() == n_before + 1, what="the drawn box")
     with Store(lab["store"]) as store:
-        assert store.history(image_id)[-1].op == "add_region"
+        wait_until(lambda: store.history(image_id)[-1].op == "add_region", what="the drawn box in the store")
 
     # Alt+Z in the editor undoes it.
-    tab.locator(".svtr-editor .svtr-line input").first.click()
+    tab.locator(".svtr-ed .svtr-line textarea").first.click()
     tab.keyboard.press("Alt+KeyZ")
     wait_until(lambda: quads.count() == n_before, what="undo of the drawn box")
-
     editor.screenshot(path=str(ARTIFACTS / "03-editor.png"))
 
     # ↓ in a line's text box moves to the next line; PgDn to the next image.
-    first_row = tab.locator(".svtr-editor .svtr-line").nth(0)
-    first_row.locator("input").click()
+    tab.locator(".svtr-ed .svtr-line").nth(0).locator("textarea").click()
     tab.keyboard.press("ArrowDown")
-    wait_until(lambda: "svtr-current" in (tab.locator(".svtr-editor .svtr-line").nth(1).get_attribute("class") or ""),
+    wait_until(lambda: "cur" in (tab.locator(".svtr-ed .svtr-line").nth(1).get_attribute("class") or "").split(),
                what="the second line to become current")
     tab.keyboard.press("PageDown")
-    wait_until(lambda: "image 2/2" in status(tab), what="the next image")
-    tab.wait_for_selector(".svtr-overlay polygon.svtr-quad")
+    wait_until(lambda: "image 2 of 2" in status(tab), what="the next image")
+    tab.wait_for_selector(".svtr-ed .svtr-overlay polygon.svtr-quad")
     tab.screenshot(path=str(ARTIFACTS / "04-next-image.png"), full_page=True)
+
+    # The review queue below: every line of both pages as a card; a correction there is stored.
+    cards = tab.locator(".svtr-q .svtr-q-card")
+    with Store(lab["store"]) as store:
+        n_lines = sum(len(store.current_page(i).regions) for i in store.image_ids())
+    wait_until(lambda: cards.count() == min(n_lines, 40), what="the queue's cards (40 a page)")
+    card = cards.last
+    card.scroll_into_view_if_needed()
+    key = card.get_attribute("data-key")
+    card.locator("textarea").click()
+    tab.keyboard.press("Control+A")
+    tab.keyboard.type("fixed in the queue")
+    tab.keyboard.press("Enter")
+    q_image, q_region = int(key.split("/")[0]), key.split("/", 1)[1]
+    with Store(lab["store"]) as store:
+        wait_until(lambda: {r.id: r.text for r in store.current_page(q_image).regions}[q_region] == "fixed in the queue",
+                   what="the queue's correction in the store")
+    tab.locator(".svtr-q").first.screenshot(path=str(ARTIFACTS / "05-queue.png"))
 
 
 def test_explore_notebook_shows_thumbnails_and_opens_the_editor(lab, page):
@@ -240,7 +260,13 @@ def test_explore_notebook_shows_thumbnails_and_opens_the_editor(lab, page):
     assert tab.locator(".svtr-browser svg rect").count() == 10  # the score histogram's bins
     browser = tab.locator(".svtr-browser").first
     browser.scroll_into_view_if_needed()
-    browser.screenshot(path=str(ARTIFACTS / "05-browser.png"))
+    browser.screenshot(path=str(ARTIFACTS / "06-browser.png"))
+    # Another reviewer marks an image reviewed: the counts follow by themselves (the browser polls the store).
+    summary = browser.locator(".widget-html", has_text="store:").first
+    assert "reviewed 0" in summary.inner_text()
+    with Store(lab["store"]) as store:
+        store.set_image_state(store.image_ids()[-1], "reviewed", who="someone-else")
+    wait_until(lambda: "reviewed 1" in summary.inner_text(), timeout=20, what="the browser to show another reviewer's change")
     browser.locator("button", has_text="open").first.click()
-    tab.wait_for_selector(".svtr-browser .svtr-editor .svtr-overlay polygon.svtr-quad", timeout=60_000)
-    tab.screenshot(path=str(ARTIFACTS / "06-browser-opened-editor.png"), full_page=True)
+    tab.wait_for_selector(".svtr-browser .svtr-ed .svtr-overlay polygon.svtr-quad", timeout=60_000)
+    tab.screenshot(path=str(ARTIFACTS / "07-browser-opened-editor.png"), full_page=True)

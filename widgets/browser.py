@@ -22,6 +22,8 @@ from svtr_label.store import IMAGE_STATES, ImageInfo, Store
 
 from . import render
 from .data import ImageCache
+from .review import image_name
+from .ticker import Ticker
 
 SORTS = {"lowest score first": "score", "id": "id", "most edited first": "edits"}
 
@@ -74,8 +76,13 @@ class BrowserModel:
 
     def reload(self) -> None:
         """Re-read the store (after edits elsewhere): infos and current pages of every image."""
+        self.revision = self.store.revision()  # before the reads: a write after them shows in the next poll
         self.infos: list[ImageInfo] = self.store.images()
         self.pages: dict[int, Page] = {i.id: self.store.current_page(i.id) for i in self.infos}
+
+    def changed(self) -> bool:
+        """True when the store moved on since the last reload (another reviewer, another notebook)."""
+        return self.store.revision() != self.revision
 
     def set_filters(self, **changes: Any) -> None:
         self.filters = replace(self.filters, **changes)
@@ -165,6 +172,7 @@ class Browser(w.VBox):
         page_size: int = 12,
         low_score: float = 0.8,
         thumb_size: int = 220,
+        poll_ms: int = 2000,
     ) -> None:
         self.model = BrowserModel(store, page_size, low_score)
         self.engine, self.who, self.thumb_size = engine, who, thumb_size
@@ -174,7 +182,9 @@ class Browser(w.VBox):
         self.summary = w.HTML()
         self.grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat(auto-fill, {thumb_size + 10}px)", grid_gap="6px"))
         self.pager = w.HTML()
-        super().__init__([self._controls(), self.summary, self.grid, self._pager_box(), self.editor_area])
+        # Counts and thumbnails follow the store by themselves (other reviewers, the editor below).
+        self.ticker = Ticker(self.poll, poll_ms)
+        super().__init__([self._controls(), self.summary, self.grid, self._pager_box(), self.editor_area, self.ticker])
         self.add_class("svtr-browser")
         self.refresh()
 
@@ -215,6 +225,13 @@ class Browser(w.VBox):
         self.model.reload()
         self.refresh()
 
+    def poll(self) -> bool:
+        """Reload when the store changed; True when it did."""
+        if not self.model.changed():
+            return False
+        self.reload()
+        return True
+
     def _apply(self, sample: bool | None = None) -> None:
         use_sample = self.audit.value if sample is None else sample
         self.model.set_filters(
@@ -245,9 +262,9 @@ class Browser(w.VBox):
     def _card(self, info: ImageInfo) -> w.VBox:
         picture = w.Image(value=self._thumbnail(info), format="jpeg", layout=w.Layout(max_width=f"{self.thumb_size}px"))
         low = "–" if info.min_score is None else f"{info.min_score:.2f}"
-        name = (info.ref or f"image {info.id}").rsplit("/", 1)[-1]
+        name = image_name(info.ref, info.id)
         caption = w.HTML(
-            f'<div style="font-size:11px;line-height:1.3"><b>{html.escape(name)}</b><br>'
+            f'<div style="font-size:11px;line-height:1.3"><b>#{info.id} {html.escape(name)}</b><br>'
             f"{info.n_lines} lines · lowest {low} · {info.state.replace('_', ' ')} · {info.n_edits} edits</div>"
         )
         open_button = w.Button(description="open", layout=w.Layout(width="80px"))

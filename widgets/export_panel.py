@@ -1,6 +1,7 @@
-"""Export the reviewed labels for retraining from a notebook: the same exporter and checks as
-`svtr-label export`, with its options as controls, the validation report as a table, and a
-listing of where the files went."""
+"""Export the reviewed labels for retraining from a notebook: the same exporter, checks and
+defaults as `svtr-label export` (invalid lines fail the export; no dictionary check unless one is
+named, with the CLI's warning), its options as controls, the invalid lines as a table of their
+crops and texts, and a listing of where the files went."""
 
 from __future__ import annotations
 
@@ -25,24 +26,33 @@ from svtr_label.services import Services
 from svtr_label.settings import PROFILE_NAMES
 from svtr_label.store import Store
 
+from . import render
+from .data import ImageCache
+
 Progress = Callable[[int, str], None]  # percent done, what is happening
 
 
 @dataclass(frozen=True)
 class ExportChoice:
     """What the panel's controls say; `dictionary` is a profile name, a dict.txt path, a PaddleOCR rec
-    training config (.yml: its dictionary and limit), or ''. `max_text_length` None: the config's, else 23."""
+    training config (.yml: its dictionary and limit), or '' (characters not checked, as the CLI
+    without --dict/--profile/--train-config). `max_text_length` None: the config's, else 23.
+    The defaults are `svtr-label export`'s (tests/test_widgets.py compares them with its parser)."""
 
     format: str = "paddleocr"
     out: Path = Path("export")
     val_fraction: float = 0.1
     seed: int = 0
-    dictionary: str = "bundled"
+    dictionary: str = ""
     max_text_length: int | None = None
-    on_invalid: str = "drop"
+    on_invalid: str = "fail"
     include_predictions: bool = False
 
-
+    def warning(self) -> str:
+        """The CLI's warning when no dictionary is named ('' when one is, or the format has no text)."""
+        if self.dictionary.strip() or self.format not in ("paddleocr", "paddlex-rec"):
+            return ""
+        return "no dictionary named: characters are not checked against one (name a profile, dict.txt or training config)"
 
 
 def export_options(choice: ExportChoice, root: Path | None = None, progress: Callable[[int, int], None] | None = None) -> ExportOptions:
@@ -91,6 +101,62 @@ def issue_rows(issues: list[Issue]) -> list[tuple[str, str, str, str, str]]:
     return [(Path(i.image).name, i.region_id, i.target, i.kind, i.message) for i in issues]
 
 
+@dataclass(frozen=True)
+class InvalidLine:
+    """An invalid line as the panel lists it: where, its text and crop (PNG, the export's own cut)."""
+
+    image: str
+    image_id: int | None
+    region_id: str
+    text: str
+    crop: bytes | None
+    kind: str
+    target: str
+    message: str
+
+
+def invalid_lines(store: Store, issues: list[Issue], images: ImageCache | None = None, limit: int = 200) -> list[InvalidLine]:
+    """The issues with each line's text and crop, read from the store (the first `limit`)."""
+    images = images or ImageCache(store, size=4)
+    by_ref = {info.ref: info.id for info in store.images() if info.ref}
+    pages: dict[int, dict] = {}
+    out = []
+    for issue in issues[:limit]:
+        image_id = by_ref.get(issue.image)
+        region = None
+        if image_id is not None:
+            if image_id not in pages:
+                pages[image_id] = {r.id: r for r in store.current_page(image_id).regions}
+            region = pages[image_id].get(issue.region_id)
+        crop = None
+        if region is not None and issue.kind not in ("degenerate", "self_intersecting"):
+            try:
+                [rgb] = render.export_crops(images.get(image_id).bgr, [region])  # type: ignore[arg-type]
+                crop = render.crop_png(rgb, max_height=48)
+            except SvtrLabelError:
+                crop = None
+        out.append(InvalidLine(Path(issue.image).name, image_id, issue.region_id, region.text if region else "",
+                               crop, issue.kind, issue.target, issue.message))
+    return out
+
+
+def invalid_html(lines: list[InvalidLine], total: int) -> str:
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>" for h in ("image", "crop", "text", "for", "problem"))
+    rows = []
+    for line in lines:
+        crop = (f"<img src='{render.data_uri(line.crop, 'PNG')}' style='height:32px;max-width:320px;object-fit:contain;"
+                "object-position:left'>") if line.crop else ""
+        where = f"#{line.image_id} {line.image}" if line.image_id is not None else line.image
+        rows.append(
+            "<tr>" + "".join(f"<td style='padding:2px 8px;vertical-align:middle'>{c}</td>" for c in (
+                html.escape(where), crop, f"<code>{html.escape(line.text)}</code>", html.escape(line.target),
+                f"<b>{html.escape(line.kind.replace('_', ' '))}</b>: {html.escape(line.message)}",
+            )) + "</tr>"
+        )
+    more = f"<div>… and {total - len(lines)} more (all of them are in the manifest with drop or report)</div>" if total > len(lines) else ""
+    return f"<table class='svtr-invalid' style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{''.join(rows)}</table>{more}"
+
+
 def written_files(folder: Path, limit: int = 12) -> list[tuple[str, int]]:
     """Top-level entries of an export (files with their size, folders with their file count)."""
     out = []
@@ -129,6 +195,7 @@ class ExportPanel(w.VBox):
         self.button = w.Button(description="Export", button_style="primary", icon="download")
         self.progress = w.IntProgress(value=0, min=0, max=100, description="")
         self.step = w.HTML()
+        self.warning = w.HTML()
         self.result = w.HTML()
         self.issues = w.HTML()
         self.last: ExportResult | None = None
@@ -136,8 +203,15 @@ class ExportPanel(w.VBox):
         super().__init__([
             w.HBox([self.format, self.on_invalid]), self.out, w.HBox([self.val_fraction, self.seed]),
             w.HBox([self.dictionary, self.max_len]), self.include,
-            w.HBox([self.button, self.progress, self.step]), self.result, self.issues,
+            w.HBox([self.button, self.progress, self.step]), self.warning, self.result, self.issues,
         ])
+        for control in (self.dictionary, self.format):
+            control.observe(lambda _c: self._warn(), names="value")
+        self._warn()
+
+    def _warn(self) -> None:
+        text = self.choice().warning()
+        self.warning.value = f"<div style='color:#8a3b00'>⚠ {html.escape(text)}</div>" if text else ""
 
     def choice(self) -> ExportChoice:
         return ExportChoice(
@@ -171,9 +245,10 @@ class ExportPanel(w.VBox):
             files = table_html(("in the folder", "size / files"), written_files(result.path))
             self.result.value = f"<div><b>written to</b> <code>{html.escape(str(result.path))}</code><br>{html.escape(counts)}</div>{files}"
         else:
-            self.result.value = "<b>nothing written:</b> fix the lines below, or choose 'drop' to export the valid ones"
+            self.result.value = "<b>nothing written:</b> fix the lines below (in the editor), or choose 'drop' to export the valid ones"
         if not result.report.ok:
-            rows = issue_rows(result.report.issues)
-            self.issues.value = f"<b>{len(rows)} invalid lines</b>" + table_html(("image", "line", "for", "problem", "detail"), rows)
+            issues = result.report.issues
+            lines = invalid_lines(self.store, issues)
+            self.issues.value = f"<b>{len(issues)} invalid lines</b>" + invalid_html(lines, len(issues))
         else:
             self.issues.value = "<b>validation:</b> no issues"

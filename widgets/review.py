@@ -1,39 +1,51 @@
 """The review of one image at a time, as state and actions: `EditorModel` holds the review
-position and turns every action into one store call, so it is tested with plain pytest. The
-ipywidgets view on top of it is `editor.Editor`. Nothing is kept only here: every edit is in the
-store the moment it is made (restart the kernel and reopen, everything is there).
+position and turns every action into store calls (one per action, except re-reading a whole
+image: one per line), so it is tested with plain pytest. The anywidget view on top of it is
+`editor.Editor`; outline edits live in `boxes.py`, the browser's commands and polling in
+`commands.py`. Nothing is kept only here: every edit is in the store the moment it is made
+(restart the kernel and reopen, everything is there, and the editor reopens where you stopped).
+
+Several reviewers share one store: every edit carries the region's version the reviewer saw
+(`expected_version`); the store refuses a stale one with `StaleEdit`, which the editor shows
+(naming who changed the line) and answers by reloading the line. Undo and redo are per reviewer.
 """
 
 from __future__ import annotations
 
 import getpass
-import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
-from svtr_label.core.geometry import clamp, order_clockwise
 from svtr_label.core.page import IGNORE_TEXT, Page, Region
-from svtr_label.errors import UsageError
+from svtr_label.dataset.validate import Rules, region_issues
+from svtr_label.errors import StaleEdit, UsageError
 from svtr_label.ocr.engine import OcrEngine
-from svtr_label.store import Store
+from svtr_label.store import EditOp, Store
 
+from .boxes import BoxEdits, rotated, rotated_box
+from .commands import Commands
 from .data import ImageCache
+from .positions import Positions, image_name
+
+__all__ = ["EditorModel", "Progress", "image_name", "rotated", "rotated_box"]
 
 ORDERS = ("score", "reading")
 
 
 @dataclass(frozen=True)
 class Progress:
-    position: int  # 1-based image number in the review list
+    position: int  # 1-based place of the image in this editor's list
     n_images: int
-    lines_done: int  # accepted or corrected lines of this image
+    image_id: int  # the store's id: the same number in every notebook and the browser
+    name: str  # the image's file name
+    lines_done: int  # checked (accepted or corrected) lines of this image
     n_lines: int
     images_reviewed: int
     state: str
 
     def text(self) -> str:
         return (
-            f"image {self.position}/{self.n_images} ({self.state}) · "
+            f"#{self.image_id} {self.name} · image {self.position} of {self.n_images} ({self.state.replace('_', ' ')}) · "
             f"lines checked {self.lines_done}/{self.n_lines} · images reviewed {self.images_reviewed}/{self.n_images}"
         )
 
@@ -49,7 +61,7 @@ def score_key(region: Region) -> tuple[float, tuple[float, float]]:
     return (region.score if region.score is not None else -1.0, reading_key(region))
 
 
-class EditorModel:
+class EditorModel(BoxEdits, Commands):
     """The review position over a list of store images and the actions on it."""
 
     def __init__(
@@ -61,6 +73,8 @@ class EditorModel:
         low_score: float = 0.8,
         order: str = "score",
         images: ImageCache | None = None,
+        rules: Rules | None = None,
+        resume: bool = True,
     ) -> None:
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
@@ -72,16 +86,29 @@ class EditorModel:
         self.who = who or getpass.getuser()
         self.low_score = low_score
         self.order = order
+        self.rules = rules or Rules()
         self.images = images or ImageCache(store)
+        self.positions = Positions(store)
         self.position = 0
         self.line = 0
         self.vertex: int | None = None
         self.zoom = False
-        self.draw_mode = False
+        self.draw_mode = ""  # "", "box", "quad" or "rotated"
         self.message = ""
-        self._reviewed = {i for i in self.image_ids if store.get_image(i).state == "reviewed"}
+        self.message_kind = "info"  # info, warn (a refused or stale edit), error
+        self.revision = -1
+        self._own: dict[tuple[int, str], dict[int, int]] = {}  # own edits: version before -> after
+        self._reviewed: set[int] = set()
+        self.refresh_reviewed()
         self._load()
-        self._first_open_line()  # reopening resumes where the review stopped
+        saved = self.positions.get(self.who) if resume else {}
+        if saved.get("image_id") in self.image_ids:
+            self.go_to_image(self.image_ids.index(saved["image_id"]), remember=False)
+            if saved.get("region_id") in [r.id for r in self.lines]:
+                self.line = [r.id for r in self.lines].index(saved["region_id"])
+            self.message = f"resumed where you stopped ({self.progress().name})"
+        else:
+            self._first_open_line()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -95,8 +122,16 @@ class EditorModel:
 
     def _load(self, keep: str | None = None) -> None:
         """Re-read the page from the store (the only truth); keep the line `keep` selected if it exists."""
-        self.page: Page = self.store.current_page(self.image_id)
+        self.revision = self.store.revision()  # before the reads: a write after them shows in the next poll
+        self.page: Page
+        self.page, self.versions = self.store.page_and_versions(self.image_id)
         self.states: dict[str, str] = self.store.region_states(self.image_id)
+        self.notes = self._notes()
+        self.info = self.store.get_image(self.image_id)
+        if self.info.state == "reviewed":
+            self._reviewed.add(self.image_id)
+        else:
+            self._reviewed.discard(self.image_id)
         key = score_key if self.order == "score" else reading_key
         self.lines: list[Region] = sorted(self.page.regions, key=key)
         ids = [r.id for r in self.lines]
@@ -104,33 +139,86 @@ class EditorModel:
             self.line = ids.index(keep)
         self.line = min(max(self.line, 0), max(len(self.lines) - 1, 0))
 
+    def _notes(self) -> dict[str, str]:
+        """Why an unchecked line needs a look beyond its score: its box moved after its text was
+        read ('moved'), or it was drawn by hand ('drawn')."""
+        last: dict[str, EditOp] = {}
+        for edit in self.store.history(self.image_id):
+            if not edit.undone and edit.region_id is not None and edit.op in (EditOp.ADD_REGION, EditOp.SET_POINTS):
+                last[edit.region_id] = edit.op
+        notes = {}
+        for rid, op in last.items():
+            if rid not in self.states:
+                notes[rid] = "drawn" if op == EditOp.ADD_REGION else "moved"
+        return notes
+
     def done(self, region: Region) -> bool:
         return region.id in self.states
 
+    def state_of(self, region: Region) -> str:
+        """'accepted', 'corrected', or for an unchecked line 'moved', 'drawn' or 'unchecked'."""
+        return str(self.states.get(region.id) or self.notes.get(region.id) or "unchecked")
+
     def is_low(self, region: Region) -> bool:
         return region.score is not None and region.score < self.low_score and not self.done(region)
+
+    def issues(self, region: Region) -> list[tuple[str, str]]:
+        """(kind, message) of the export checks this line fails (text, outline, crop too small)."""
+        return [(i.kind, i.message) for i in region_issues("", region, self.rules)]
 
     def progress(self) -> Progress:
         return Progress(
             position=self.position + 1,
             n_images=len(self.image_ids),
+            image_id=self.image_id,
+            name=image_name(self.info.ref, self.image_id),
             lines_done=sum(self.done(r) for r in self.lines),
             n_lines=len(self.lines),
             images_reviewed=len(self._reviewed),
-            state=self.store.get_image(self.image_id).state,
+            state=self.info.state,
         )
+
+    def refresh_reviewed(self) -> None:
+        """Which images of the list are reviewed (they may change by other reviewers)."""
+        wanted = set(self.image_ids)
+        self._reviewed = {i.id for i in self.store.images() if i.id in wanted and i.state == "reviewed"}
 
     def _region(self, region_id: str | None) -> Region:
         if region_id is None:
             if self.current is None:
-                raise UsageError("this image has no lines: draw one first")
+                raise UsageError("this image has no lines: draw one first (Alt+N, or Shift+drag on the picture)")
             return self.current
         for r in self.lines:
             if r.id == region_id:
                 return r
         raise UsageError(f"image {self.image_id} has no line {region_id!r} (deleted or undone?)")
 
+    def _expected(self, region: Region, version: int | None) -> int:
+        """The version an edit of `region` expects: the one the reviewer saw, else the one read
+        last; moved past this reviewer's own later edits (the browser sends the version it was
+        shown, which may be older than an edit of its own still on the way back to it)."""
+        v = int(version) if version is not None else self.versions.get(region.id, 0)
+        chain = self._own.get((self.image_id, region.id), {})
+        seen: set[int] = set()
+        while v in chain and v not in seen:
+            seen.add(v)
+            v = chain[v]
+        return v
+
+    def _wrote(self, region_id: str, expected: int) -> None:
+        """After an own edit and the reload: remember which version it turned `expected` into."""
+        new = self.versions.get(region_id)
+        if new is not None and new != expected:
+            self._own.setdefault((self.image_id, region_id), {})[expected] = new
+
+    def _say(self, message: str, kind: str = "info") -> None:
+        self.message, self.message_kind = message, kind
+
     # -- navigation ----------------------------------------------------------------------------
+
+    def remember(self) -> None:
+        """Save where this reviewer is (reopening the editor resumes here)."""
+        self.positions.set(self.who, self.image_id, self.current.id if self.current else None)
 
     def select(self, region_id: str) -> None:
         self._region(region_id)  # a stale id (line deleted meanwhile) must not act on another line
@@ -138,25 +226,38 @@ class EditorModel:
         if ids.index(region_id) != self.line:
             self.line = ids.index(region_id)
             self.vertex = None
+        self.remember()
 
     def next_line(self, step: int = 1) -> None:
         if self.lines:
             self.line = (self.line + step) % len(self.lines)
             self.vertex = None
+            self.remember()
 
     def prev_line(self) -> None:
         self.next_line(-1)
 
-    def go_to_image(self, position: int) -> None:
+    def go_to_image(self, position: int, remember: bool = True) -> None:
         self.position = min(max(position, 0), len(self.image_ids) - 1)
-        self.line, self.vertex = 0, None
+        self.line, self.vertex, self.draw_mode = 0, None, ""
         self._load()
         self._first_open_line()
+        if remember:
+            self.remember()
+
+    def go_to_image_id(self, image_id: int) -> None:
+        if image_id not in self.image_ids:
+            raise UsageError(f"image #{image_id} is not in this editor's list")
+        self.go_to_image(self.image_ids.index(image_id))
 
     def next_image(self) -> None:
+        if self.position == len(self.image_ids) - 1:
+            self._say("this is the last image of the list")
         self.go_to_image(self.position + 1)
 
     def prev_image(self) -> None:
+        if self.position == 0:
+            self._say("this is the first image of the list")
         self.go_to_image(self.position - 1)
 
     def _first_open_line(self, start: int = 0) -> bool:
@@ -171,166 +272,128 @@ class EditorModel:
 
     # -- edits (each one store transaction) ----------------------------------------------------
 
-    def set_text(self, text: str, region_id: str | None = None, score: float | None = None) -> bool:
+    def set_text(self, text: str, region_id: str | None = None, score: float | None = None, version: int | None = None) -> bool:
         """Write a line's text (and the recognizer's score, after a re-read); nothing is recorded
-        when neither changed. True when written."""
+        when neither changed. True when written. Raises StaleEdit when the line changed since
+        `version` (default: since this model read it)."""
         region = self._region(region_id)
-        text = text.strip("\r\n")
+        text = text.replace("\r", "").replace("\n", " ").strip()
         if text == region.text and (score is None or score == region.score):
             return False
-        self.store.set_text(self.image_id, region.id, text, who=self.who, score=score)
+        expected = self._expected(region, version)
+        self.store.set_text(self.image_id, region.id, text, who=self.who, score=score, expected_version=expected)
         self._load(keep=self.current.id if self.current else None)
+        self._wrote(region.id, expected)
         return True
 
-    def accept(self, text: str | None = None, region_id: str | None = None) -> None:
+    def accept(self, text: str | None = None, region_id: str | None = None, version: int | None = None) -> None:
         """Confirm a line (with `text` typed so far, if given), then go to the next unchecked one."""
         region = self._region(region_id)
         if text is not None:
-            self.set_text(text, region.id)
-        self.store.accept_region(self.image_id, region.id, who=self.who)
+            self.set_text(text, region.id, version=version)
+        expected = self._expected(region, version)
+        self.store.accept_region(self.image_id, region.id, who=self.who, expected_version=expected)
         self._load(keep=region.id)
+        self._wrote(region.id, expected)
         self.vertex = None
         if not self._first_open_line(self.line + 1):
             self._finish_image()
+        self.remember()
 
     def _finish_image(self) -> None:
         """Every line checked: the image is reviewed (undo takes that back too)."""
-        if self.image_id not in self._reviewed:
+        if self.info.state != "reviewed":
             self.store.set_image_state(self.image_id, "reviewed", who=self.who)
-            self._reviewed.add(self.image_id)
-        self.message = "every line checked: image marked reviewed (PgDn: next image)"
+            self._load(keep=self.current.id if self.current else None)
+        self._say("every line checked: image marked reviewed (PgDn: next image)")
 
     def mark_reviewed(self) -> None:
         self.store.set_image_state(self.image_id, "reviewed", who=self.who)
-        self._reviewed.add(self.image_id)
-        self.message = "image marked reviewed"
+        self._load(keep=self.current.id if self.current else None)
+        self._say("image marked reviewed")
 
-    def mark_illegible(self, region_id: str | None = None) -> None:
+    def mark_illegible(self, region_id: str | None = None, version: int | None = None) -> None:
         region = self._region(region_id)
+        expected = self._expected(region, version)
         if region.text != IGNORE_TEXT:
-            self.store.mark_illegible(self.image_id, region.id, who=self.who)
+            self.store.mark_illegible(self.image_id, region.id, who=self.who, expected_version=expected)
         self._load(keep=region.id)
+        self._wrote(region.id, expected)
 
-    def delete(self, region_id: str | None = None) -> None:
+    def delete(self, region_id: str | None = None, version: int | None = None) -> None:
         region = self._region(region_id)
-        self.store.delete_region(self.image_id, region.id, who=self.who)
+        self.store.delete_region(self.image_id, region.id, who=self.who, expected_version=self._expected(region, version))
         self._load()
         self.vertex = None
-        self.message = "line deleted (Alt+Z undoes)"
+        self._say(f"line {region.text!r} deleted (Alt+Z undoes)")
 
-    def add_region(self, points: Sequence[Sequence[float]], text: str = "") -> str:
-        """Add a line drawn by hand; with an engine its text is read at once. Returns its id."""
-        pts = [(clamp(x, 0, self.page.width), clamp(y, 0, self.page.height)) for x, y in points]
-        if len(pts) == 4:
-            pts = list(order_clockwise(pts))
-        score = None
-        if self.engine is not None and not text:
-            # Read it before adding: one edit, so one undo takes the whole box back.
-            found = self.engine.recognize(self.images.get(self.image_id), [pts])[0]
-            text, score = found.text, found.score
-            self.message = f"read: {found.text!r} (score {found.score:.2f})"
-        region = Region(id=f"user-{uuid.uuid4().hex[:10]}", points=tuple(pts), text=text, score=score)
-        self.store.add_region(self.image_id, region, who=self.who)
-        self._load(keep=region.id)
-        self.draw_mode = False
-        return region.id
-
-    def move_vertex(self, vertex: int, x: float, y: float, region_id: str | None = None) -> None:
-        region = self._region(region_id)
-        if not 0 <= vertex < len(region.points):
-            raise UsageError(f"line {region.id!r} has no vertex {vertex + 1}")
-        pts = list(region.points)
-        pts[vertex] = (clamp(x, 0, self.page.width), clamp(y, 0, self.page.height))
-        self._set_points(region, pts)
-        self.vertex = vertex
-
-    def nudge(self, dx: float, dy: float) -> None:
-        """Move the selected vertex, or the whole box when none is selected."""
-        region = self._region(None)
-        pts = list(region.points)
-        targets = [self.vertex] if self.vertex is not None else range(len(pts))
-        for i in targets:
-            x, y = pts[i]
-            pts[i] = (clamp(x + dx, 0, self.page.width), clamp(y + dy, 0, self.page.height))
-        self._set_points(region, pts)
-
-    def select_vertex(self, vertex: int | None) -> None:
-        region = self._region(None)
-        self.vertex = vertex if vertex is not None and 0 <= vertex < len(region.points) else None
-
-    def _set_points(self, region: Region, points: list[tuple[float, float]]) -> None:
-        if tuple(points) == tuple(region.points):
-            return
-        self.store.set_points(self.image_id, region.id, points, who=self.who)
-        self._load(keep=region.id)
-        self.message = "box changed: Alt+R re-reads its text"
-
-    def rerecognize(self, region_id: str | None = None) -> str:
+    def rerecognize(self, region_id: str | None = None, version: int | None = None) -> str:
         """Read the line's text again with the engine (after its box was moved or drawn)."""
-        if self.engine is None:
-            raise UsageError("no OCR engine given to the editor: Editor(store, engine=Services.from_env().engine('bundled'))")
+        engine = self._engine()
         region = self._region(region_id)
-        image = self.images.get(self.image_id)
-        found = self.engine.recognize(image, [region.points])[0]
-        self.set_text(found.text, region.id, score=found.score)
-        self.message = f"re-read: {found.text!r} (score {found.score:.2f})"
+        found = engine.recognize(self.images.get(self.image_id), [region.points])[0]
+        if not self.set_text(found.text, region.id, score=found.score, version=version):
+            # Nothing changed, so nothing was written: confirm the text as read from this box.
+            expected = self._expected(region, version)
+            self.store.accept_region(self.image_id, region.id, who=self.who, expected_version=expected)
+            self._load(keep=region.id)
+            self._wrote(region.id, expected)
+        self._say(f"re-read: {found.text!r} (score {found.score:.2f})")
         return found.text
 
+    def rerecognize_all(self) -> int:
+        """Read every box of the image again (one batch through the engine); returns how many
+        texts changed. Lines another reviewer changed meanwhile are left alone and named."""
+        engine = self._engine()
+        regions = list(self.lines)
+        if not regions:
+            raise UsageError("this image has no lines: draw one first")
+        keep = self.current.id if self.current else None
+        found = engine.recognize(self.images.get(self.image_id), [r.points for r in regions])
+        changed, stale = 0, []
+        for region, read in zip(regions, found):
+            if read.text == region.text and read.score == region.score:
+                continue
+            try:
+                self.store.set_text(self.image_id, region.id, read.text, who=self.who, score=read.score,
+                                    expected_version=self.versions.get(region.id, 0))
+                changed += read.text != region.text
+            except StaleEdit as exc:
+                stale.append(exc.by or "someone")
+        self._load(keep=keep)
+        self._say(f"re-read {len(regions)} lines: {changed} texts changed"
+                  + (f"; {len(stale)} skipped, changed meanwhile by {', '.join(sorted(set(stale)))}" if stale else ""),
+                  "warn" if stale else "info")
+        return changed
+
+    def _engine(self) -> OcrEngine:
+        if self.engine is None:
+            raise UsageError("no OCR engine given to the editor: Editor(store, engine=Services.from_env().engine('bundled'))")
+        return self.engine
+
     def undo(self) -> None:
-        edit = self.store.undo(self.image_id)
+        before = dict(self.versions)
+        edit = self.store.undo(self.image_id, self.who)
         if edit is None:
-            self.message = "nothing to undo on this image"
+            self._say(f"nothing of yours ({self.who}) to undo on this image")
             return
-        if edit.op == "set_state":
-            self._reviewed.discard(self.image_id)
-            if self.store.get_image(self.image_id).state == "reviewed":
-                self._reviewed.add(self.image_id)
         self._load(keep=edit.region_id)
+        if edit.region_id in before:
+            self._wrote(edit.region_id, before[edit.region_id])
         self.vertex = None
-        self.message = f"undone: {edit.op.replace('_', ' ')}"
+        self._say(f"undone: {str(edit.op).replace('_', ' ')} (Alt+Y redoes)")
+
+    def redo(self) -> None:
+        before = dict(self.versions)
+        edit = self.store.redo(self.image_id, self.who)
+        if edit is None:
+            self._say("nothing to redo on this image")
+            return
+        self._load(keep=edit.region_id)
+        if edit.region_id in before:
+            self._wrote(edit.region_id, before[edit.region_id])
+        self.vertex = None
+        self._say(f"redone: {str(edit.op).replace('_', ' ')}")
 
     def toggle_zoom(self) -> None:
         self.zoom = not self.zoom
-
-    def toggle_draw(self) -> None:
-        self.draw_mode = not self.draw_mode
-        self.message = "draw a box on the image (drag); Alt+N again to stop" if self.draw_mode else ""
-
-    # -- commands from the page's script -------------------------------------------------------
-
-    def handle(self, msg: dict[str, Any]) -> None:
-        """Apply one command from the browser ({'cmd': ..., 'region': ..., ...}); see bridge.py."""
-        cmd, rid = msg.get("cmd"), msg.get("region")
-        self.message = ""
-        if rid is not None and cmd not in ("select", "accept", "move"):
-            self.select(rid)
-            if msg.get("text") is not None:
-                self.set_text(str(msg["text"]), rid)  # keep what was typed before leaving the line
-        simple: dict[str, Callable[[], Any]] = {
-            "next_line": self.next_line,
-            "prev_line": self.prev_line,
-            "next_image": self.next_image,
-            "prev_image": self.prev_image,
-            "illegible": self.mark_illegible,
-            "delete": self.delete,
-            "rerecognize": self.rerecognize,
-            "undo": self.undo,
-            "zoom": self.toggle_zoom,
-            "draw": self.toggle_draw,
-            "reviewed": self.mark_reviewed,
-            "escape": lambda: self.select_vertex(None),
-        }
-        if cmd == "select" and rid is not None:
-            self.select(rid)
-        elif cmd == "accept":
-            self.accept(msg.get("text"), rid)
-        elif cmd == "move":
-            self.move_vertex(int(msg["vertex"]), float(msg["x"]), float(msg["y"]), rid)
-        elif cmd == "add":
-            self.add_region(msg["points"])
-        elif cmd == "nudge":
-            self.nudge(float(msg.get("dx", 0)), float(msg.get("dy", 0)))
-        elif cmd == "vertex":
-            self.select_vertex(int(msg["vertex"]))
-        elif cmd in simple:
-            simple[cmd]()

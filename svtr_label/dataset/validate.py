@@ -18,6 +18,9 @@ from svtr_label.core.page import Page, Region
 # ch_SVTRv2_rec and PP-OCRv5 rec configs: max_text_length 25, minus the NRTR head's start and end tokens.
 DEFAULT_MAX_TEXT_LENGTH = 23
 MIN_AREA = 1.0  # px^2: below this a quad crops to nothing
+# px: a recognition crop less high than this is a fragment nobody (and no recognizer) can read. The
+# recognizers resize crops to 32-48 px high; an 8 px line is already blown up six times.
+MIN_CROP_HEIGHT = 8
 CONTROL_CHARS = {"\t": "tab", "\n": "newline", "\r": "carriage return"}
 
 
@@ -27,7 +30,7 @@ class Issue:
 
     image: str
     region_id: str
-    kind: str  # out_of_dict, too_long, control_char, empty_text, degenerate, self_intersecting
+    kind: str  # out_of_dict, too_long, control_char, empty_text, small_crop, degenerate, self_intersecting
     message: str
     target: str  # 'rec' (the line cannot train the recognizer) or 'det' (the box cannot train the detector)
 
@@ -131,12 +134,42 @@ def geometry_issues(points: Sequence[Sequence[float]]) -> list[tuple[str, str]]:
     return []
 
 
+def crop_size(points: Sequence[Sequence[float]]) -> tuple[int, int]:
+    """(width, height) of the recognition crop the export cuts for this outline, computed as
+    PaddleX's CropByPolys (quad mode) sizes it: the minimum-area rectangle of the integer points,
+    its longer left/right and top/bottom sides, turned a quarter when it is 1.5 times taller than wide."""
+    import cv2
+    import numpy as np
+
+    from svtr_label.core.geometry import bounding_quad
+
+    quad = np.asarray(bounding_quad(points), dtype=np.float32)
+    box = sorted(cv2.boxPoints(cv2.minAreaRect(quad.astype(np.int32))), key=lambda p: p[0])
+    a, d = (box[0], box[1]) if box[1][1] > box[0][1] else (box[1], box[0])
+    b, c = (box[2], box[3]) if box[3][1] > box[2][1] else (box[3], box[2])
+    width = int(max(np.linalg.norm(a - b), np.linalg.norm(c - d)))
+    height = int(max(np.linalg.norm(a - d), np.linalg.norm(b - c)))
+    if width > 0 and height / width >= 1.5:
+        width, height = height, width
+    return width, height
+
+
+def crop_issues(points: Sequence[Sequence[float]], min_height: int = MIN_CROP_HEIGHT) -> list[tuple[str, str]]:
+    """(kind, message) when the line's crop is too small to read (the trainer would learn a fragment)."""
+    width, height = crop_size(points)
+    if height < min_height:
+        return [("small_crop", f"the crop is {width}x{height} px: under {min_height} px high it is too small to read")]
+    return []
+
+
 def region_issues(image: str, region: Region, rules: Rules, targets: Iterable[str] = ("det", "rec")) -> list[Issue]:
     targets = tuple(targets)
     out = [Issue(image, region.id, kind, msg, "det") for kind, msg in geometry_issues(region.points)]
     # '###' lines are detection-only: they never reach rec, so their text is not checked.
     if "rec" in targets and not region.illegible:
         out += [Issue(image, region.id, kind, msg, "rec") for kind, msg in text_issues(region.text, rules)]
+        if not out or all(i.target == "rec" for i in out):  # a broken outline is reported as such, not as a crop
+            out += [Issue(image, region.id, kind, msg, "rec") for kind, msg in crop_issues(region.points)]
     return out
 
 
