@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -30,6 +27,8 @@ from svtr_label.core.geometry import Point, as_points, bounding_quad
 from svtr_label.core.images import DecodedImage, decode_image, read_image
 from svtr_label.core.page import Page, regions_from_lines
 from svtr_label.errors import ModelError
+from svtr_label.ocr import sizing
+from svtr_label.ocr.pool import PipelinePool
 from svtr_label.ocr.profiles import ModelSpec, Profile, model_name_of, weights_digest
 from svtr_label.settings import EngineSettings, quiet_third_parties
 
@@ -52,51 +51,6 @@ def resolve_engine_settings(settings: EngineSettings, engine: str | None = None)
     threads = settings.cpu_threads or max(1, (os.cpu_count() or 1) // workers)
     batch = settings.rec_batch_size or (1 if settings.device.startswith("cpu") and engine == "onnxruntime" else 6)
     return replace(settings, workers=workers, cpu_threads=threads, rec_batch_size=batch)
-
-
-class _PipelinePool:
-    """Up to `size` pipelines built on demand; a call borrows one for its duration."""
-
-    def __init__(self, build: Callable[[], Any], size: int) -> None:
-        self._build = build
-        self.size = size
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._created = 0
-        self._lock = threading.Lock()
-
-    @property
-    def created(self) -> int:
-        return self._created
-
-    def fill(self) -> None:
-        while self._reserve():
-            self._idle.put(self._build_reserved())
-
-    def _reserve(self) -> bool:
-        with self._lock:
-            if self._created >= self.size:
-                return False
-            self._created += 1
-            return True
-
-    def _build_reserved(self) -> Any:
-        try:
-            return self._build()
-        except BaseException:
-            with self._lock:
-                self._created -= 1
-            raise
-
-    @contextmanager
-    def borrow(self) -> Iterator[Any]:
-        try:
-            pipeline = self._idle.get_nowait()
-        except queue.Empty:
-            pipeline = self._build_reserved() if self._reserve() else self._idle.get()
-        try:
-            yield pipeline
-        finally:
-            self._idle.put(pipeline)
 
 
 @dataclass(frozen=True)
@@ -123,7 +77,7 @@ class OcrEngine:
         _refuse_unmappable_stages(profile)
         self.settings = resolve_engine_settings(settings, profile.engine)
         self.profile = _named(profile)
-        self._pool = _PipelinePool(lambda: _build_pipeline(self.profile, self.settings), self.settings.workers or 1)
+        self._pool = PipelinePool(lambda: _build_pipeline(self.profile, self.settings), self.settings.workers or 1)
         self._spread = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="svtr-ocr")
         if self.profile.det.dir is None or self.profile.rec.dir is None:
             # Downloaded weights are only known after loading: name them in model_version.
@@ -131,13 +85,17 @@ class OcrEngine:
         self.model_version = _model_version(self.profile, paddlex_home)
 
     def load(self) -> "OcrEngine":
-        """Load every worker's models now (they load on first use otherwise: a cache hit needs none)."""
+        """Load every worker's models now, and return once all are loaded (the backend and Ray's
+        actors, before they serve). Without it, pipelines load on first use, one at a time, as
+        calls at once need them: a cache hit needs none, and the first page of `svtr-label predict`
+        starts after one load while its second job loads the next pipeline."""
         self._pool.fill()
         return self
 
     @property
     def loaded(self) -> bool:
-        return self._pool.created > 0
+        """Every worker's pipeline is loaded."""
+        return self._pool.ready >= self._pool.size
 
     @property
     def workers(self) -> int:
@@ -154,23 +112,39 @@ class OcrEngine:
         return list(self._spread.map(self._predict_one_decoded, decoded))
 
     def _predict_one_decoded(self, image: DecodedImage) -> Page:
+        fitted = sizing.fit_small_image(image.bgr) if self.profile.adaptive_sizing else sizing.Fitted(image.bgr)
         with self._pool.borrow() as ocr:
-            (result,) = ocr.predict(image.bgr)
-        return self._to_page(image, result)
+            reading = self._read(ocr, fitted.bgr)
+        return self._to_page(image, fitted, reading)
+
+    def _read(self, ocr: Any, bgr: np.ndarray) -> sizing.Reading:
+        """The pipeline's reading of a page; with adaptive sizing, a second detector sizing is
+        tried for pages of very large or small text (ocr/sizing.py) and the better reading kept."""
+        (result,) = ocr.predict(bgr)
+        first = sizing.Reading.of(result)
+        if not self.profile.adaptive_sizing or _doc_rotation(result):
+            return first
+        again = sizing.second_pass(first, bgr.shape[1], bgr.shape[0], self.profile.det_max_side_limit or sizing.MAX_DET_SIDE)
+        if again is None:
+            return first
+        (result,) = ocr.predict(bgr, **again)
+        return sizing.better(first, sizing.Reading.of(result))
 
     def predict_one(self, image: ImageInput) -> Page:
         return self.predict([image])[0]
 
-    def _to_page(self, image: DecodedImage, result: Any) -> Page:
-        polys = [as_points(p) for p in result["rec_polys"]]
-        angle = _doc_rotation(result)
+    def _to_page(self, image: DecodedImage, fitted: sizing.Fitted, reading: sizing.Reading) -> Page:
+        polys = [as_points(p) for p in reading.polys]
+        angle = _doc_rotation(reading.result)
+        height, width = fitted.bgr.shape[:2]
         if angle:
-            polys = [_unrotate(p, angle, image.width, image.height) for p in polys]
+            polys = [_unrotate(p, angle, width, height) for p in polys]
+        polys = [fitted.to_original(p, image.width, image.height) for p in polys]
         return Page(
             width=image.width,
             height=image.height,
             sha256=image.sha256,
-            regions=regions_from_lines(image.sha256, polys, result["rec_texts"], result["rec_scores"]),
+            regions=regions_from_lines(image.sha256, polys, reading.texts, reading.scores),
             model_version=self.model_version,
             source=image.name,
         )
@@ -211,12 +185,14 @@ class OcrEngine:
 def _refuse_unmappable_stages(profile: Profile) -> None:
     """Labels belong on the image Label Studio shows. Document unwarping re-samples the page and
     PaddleX returns no mapping back to the original pixels, so its boxes would land in the wrong
-    places without any error: refused. (Document orientation is mapped back: see _unrotate.)"""
+    places without any error: the engine refuses it, and `svtr-label predict` unwarps pages into
+    images of their own first (ocr/rectify.py). (Document orientation is mapped back: see _unrotate.)"""
     if profile.use_doc_unwarping:
         raise ModelError(
-            "document unwarping (SVTR_USE_DOC_UNWARPING) is not supported: its boxes are on a re-sampled page that "
+            "document unwarping (SVTR_USE_DOC_UNWARPING) cannot be done here: its boxes are on a re-sampled page that "
             "PaddleX cannot map back onto the original image, so they would not sit on the text Label Studio shows. "
-            "Unset it; SVTR_USE_DOC_ORIENTATION (whole-page rotation) is supported."
+            "Use `svtr-label predict`, which writes each unwarped page as the task's image, or unset it here; "
+            "SVTR_USE_DOC_ORIENTATION (whole-page rotation) works everywhere."
         )
 
 
@@ -257,8 +233,12 @@ def _pipeline_kwargs(profile: Profile, settings: EngineSettings) -> dict[str, An
     if profile.engine:
         kwargs["engine"] = profile.engine
     if profile.engine == "onnxruntime":
+        # No memory arena (as RapidOCR configures these models): the arena keeps the detector's peak for
+        # the largest page seen, 2.6 GB in a server after eight 59 MP pages; without it, memory goes back.
+        ort: dict[str, Any] = {"enable_cpu_mem_arena": False}
         if settings.cpu_threads:
-            kwargs["engine_config"] = {"onnxruntime": {"intra_op_num_threads": settings.cpu_threads}}
+            ort["intra_op_num_threads"] = settings.cpu_threads
+        kwargs["engine_config"] = {"onnxruntime": ort}
     else:
         if settings.cpu_threads:
             kwargs["cpu_threads"] = settings.cpu_threads
