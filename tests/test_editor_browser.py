@@ -149,6 +149,16 @@ def settled(tab, what: str = "the kernel to catch up") -> dict:
     return wait_until(lambda: (lambda d: d if d["ack"] >= d["sent"] and d["pendingGeometry"] == 0 else None)(dbg(tab)), what=what)
 
 
+def export_rec_texts(store_path: Path, out: Path) -> list[str]:
+    """The texts `svtr-label export --format paddlex-rec` writes for the store (every split)."""
+    from svtr_label.cli.main import main
+
+    assert main(["export", str(store_path), "--format", "paddlex-rec", "--out", str(out), "--val-fraction", "0",
+                 "--profile", "bundled", "--root", str(store_path.parent), "--no-progress"]) == 0
+    rows = (out / "train.txt").read_text(encoding="utf-8").splitlines()
+    return [line.split("\t", 1)[1] for line in rows if line]
+
+
 def region(store_path: Path, image_id: int, rid: str):
     with Store(store_path) as store:
         return {r.id: r for r in store.current_page(image_id).regions}.get(rid)
@@ -575,6 +585,11 @@ def test_two_reviewers_on_one_store(lab, page):  # noqa: F811
         wait_until(lambda: row(alice, "s0").locator("textarea").input_value() == "bob was first", what="the line reloaded")
         with Store(store) as s:
             assert [e.who for e in s.history(image_id) if not e.undone] == ["bob", "bob", "bob"]
+            stored = sorted(r.text for r in s.current_page(image_id).regions if r.text != "###")
+        # What the two checked is exactly what the export writes.
+        exported = export_rec_texts(store, root / "export")
+        assert sorted(exported) == stored and "bob was first" in exported
+        assert not any("by alice" in t for t in exported)
         # Undo is per reviewer: alice has nothing to undo, bob's work stays.
         alice.keyboard.press("Alt+KeyZ")
         wait_until(lambda: "nothing of yours" in dbg(alice)["message"], what="alice's undo")
