@@ -1,17 +1,20 @@
 """Inputs that read blank or wrong with PaddleOCR's one fixed sizing and a white background, made
 here so each case is reproducible: white text on transparency, gray+alpha, glyphs ~290 px tall, a
-line image 22 px high, small text on a small page (samples from the issue that reported them)."""
+line image 22 px high, small text on a small page (samples from the issue that reported them).
+And large text read from a smaller detector input, checked against the full-size reading."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from svtr_label.core.geometry import quad_iou
 from svtr_label.core.images import decode_image, read_image
-from svtr_label.core.synth import find_font
+from svtr_label.core.synth import find_font, make_page, scaled_page
 from svtr_label.ocr import sizing
 
 
@@ -111,6 +114,64 @@ def test_the_reading_with_more_sure_text_wins():
     assert sizing.better(word, _reading(("TEST", 0.99, 90))) is word  # a tie keeps the first
 
 
+# --- large text: a smaller detector input -------------------------------------------------------
+
+
+def _bgr(page) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(page.image.convert("RGB"))[:, :, ::-1])
+
+
+def _line_heights(page) -> list[float]:
+    return sorted(q[2][1] - q[0][1] for q in (ln.quad for ln in page.lines))
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0, 2.0, 3.0])
+def test_character_height_estimate_errs_low_and_follows_the_scale(factor):
+    page = scaled_page(make_page(7000, n_lines=22), factor)
+    chars = sizing.char_height(_bgr(page))
+    one = sizing.char_height(_bgr(make_page(7000, n_lines=22)))
+    assert chars is not None and one is not None
+    assert 0.4 * _line_heights(page)[2] <= chars <= _line_heights(page)[2]  # below the 10th-percentile line
+    assert chars == pytest.approx(one * factor, rel=0.15)
+
+
+def test_noise_reads_as_small_text_and_shapes_give_no_estimate(real_images):
+    from svtr_label.core.images import read_image
+
+    # A black JPEG: its compression noise makes specks, which pull the estimate low, the safe side.
+    dark = cv2.resize(read_image(real_images / "empty_black.jpg").bgr, (2268, 1344))
+    assert (sizing.char_height(dark) or 0) < 8
+    assert sizing.large_text_sizing(dark, 2000) is None
+    blank = np.full((2000, 1500, 3), 255, dtype=np.uint8)
+    assert sizing.char_height(blank) is None
+    blank[100:400, 100:700] = 0  # one picture: no text size to tell
+    assert sizing.char_height(blank) is None
+    assert sizing.large_text_sizing(blank, 2000) is None
+
+
+def test_large_text_gets_a_smaller_detector_input_and_small_text_does_not():
+    big = sizing.large_text_sizing(_bgr(scaled_page(make_page(7001, n_lines=22), 2.0)), 2000)
+    assert big is not None
+    assert sizing.MIN_REDUCED_SIDE <= big.long_side <= 0.8 * 2000
+    assert big.kwargs == {"text_det_limit_side_len": big.long_side, "text_det_limit_type": "max"}
+    for factor in (0.5, 0.75):  # lines 13 to 28 px: the normal sizing
+        assert sizing.large_text_sizing(_bgr(scaled_page(make_page(7001, n_lines=22), factor)), 2000) is None
+    # A 300-dpi A4 scan of 10 pt text (42 px type) is capped at 2000 px already: nothing left to save.
+    a4 = Image.new("RGB", (2480, 3508), "white")
+    draw = ImageDraw.Draw(a4)
+    for row in range(60):
+        draw.text((200, 150 + row * 52), "Invoice total amount due 2026 balance", font=_font(42), fill=(0, 0, 0))
+    assert sizing.large_text_sizing(np.asarray(a4)[:, :, ::-1], 2000) is None
+
+
+def test_a_reduced_reading_holds_only_with_real_text_seen_tall_enough():
+    reduced = sizing.ReducedSizing(scale=0.5, long_side=1000)
+    assert reduced.holds(_reading(("Invoice 12", 0.99, 40), ("Total", 0.98, 36)))  # 18 px as seen
+    assert not reduced.holds(_reading(("Invoice 12", 0.99, 40), ("Total", 0.98, 20)))  # 10 px as seen
+    assert not reduced.holds(_reading())
+    assert not reduced.holds(_reading(("-", 0.6, 80), ("C", 0.9, 60)))
+
+
 # --- the real pipeline ---------------------------------------------------------------------
 
 
@@ -162,3 +223,54 @@ def test_ordinary_pages_take_one_pass(engine, synth_set, monkeypatch):
     for p in pages:
         engine.predict_one(folder / p.name)
     assert len(passes) == len(pages) and not any(passes)
+
+
+@pytest.mark.pipeline
+def test_large_text_reads_the_same_from_a_smaller_detector_input(engine, fixed_engine, monkeypatch):
+    """Pages at twice their size: the reduced pass is the reading kept, and it reads what the
+    full-size pass reads (exact lines, boxes on the original page)."""
+    pages = [scaled_page(make_page(7100 + i, n_lines=22), 2.0) for i in range(3)]
+    used = []
+    real = sizing.large_text_sizing
+    monkeypatch.setattr(sizing, "large_text_sizing", lambda *a: used.append(real(*a)) or used[-1])
+    for page in pages:
+        got = engine.predict_one(_encoded(page))
+        full = fixed_engine.predict_one(_encoded(page))
+        assert sorted(texts(got)) == sorted(texts(full)) == sorted(ln.text for ln in page.lines)
+        for region in got.regions:  # on the original page, where the full-size pass puts it, around its line
+            # (a text may stand on a page twice: each box is compared with the nearest of its text)
+            assert max(quad_iou(region.points, r.points) for r in full.regions if r.text == region.text) > 0.75
+            assert max(quad_iou(region.points, ln.quad) for ln in page.lines if ln.text == region.text) > 0.5
+    assert len(used) == 3 and all(r is not None and r.long_side < 1400 for r in used)
+
+
+@pytest.mark.pipeline
+def test_small_print_under_large_shapes_falls_back_to_the_normal_sizing(engine, monkeypatch):
+    """Shapes fool the size estimate (most ink components are 60 px squares); the small print is
+    not seen at the reduced size, so the reading does not hold and the normal sizing reads it."""
+    img = Image.new("RGB", (1800, 2400), "white")
+    draw = ImageDraw.Draw(img)
+    for i in range(180):
+        x, y = 60 + (i % 18) * 95, 60 + (i // 18) * 140
+        draw.rectangle((x, y, x + 60, y + 60), fill=(0, 0, 0))
+    for row, line in enumerate(("Invoice total due 4520", "Payment reference 7781")):
+        draw.text((80, 1700 + row * 60), line, font=_font(22), fill=(0, 0, 0))
+    tried = []
+    real = sizing.large_text_sizing
+    monkeypatch.setattr(sizing, "large_text_sizing", lambda *a: tried.append(real(*a)) or tried[-1])
+    page = engine.predict_one(_encoded_image(img))
+    assert tried and tried[0] is not None  # the estimate was fooled
+    found = " ".join(texts(page))
+    assert "Invoice total due 4520" in found and "Payment reference 7781" in found
+
+
+def _encoded(page) -> bytes:
+    return _encoded_image(page.image)
+
+
+def _encoded_image(img: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

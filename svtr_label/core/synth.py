@@ -95,6 +95,15 @@ def make_page(seed: int, n_lines: int = 8, width: int = 900, font_path: str | No
     return SynthPage(name=f"page_{seed:04d}.png", image=img, lines=tuple(lines))
 
 
+def scaled_page(page: SynthPage, factor: float) -> SynthPage:
+    """The page photographed larger or smaller: image and boxes scaled by `factor`."""
+    w, h = page.image.size
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    image = page.image.resize(size, Image.Resampling.BICUBIC if factor > 1 else Image.Resampling.LANCZOS)
+    lines = tuple(SynthLine(ln.text, tuple((x * factor, y * factor) for x, y in ln.quad)) for ln in page.lines)  # type: ignore[misc]
+    return SynthPage(page.name, image, lines)
+
+
 def write_dataset(out_dir: str | Path, n_pages: int, seed: int = 0, n_lines: int = 8) -> list[SynthPage]:
     """Write PNG pages and `truth.json` ({file: [{text, quad}]}) into `out_dir`."""
     out = Path(out_dir)

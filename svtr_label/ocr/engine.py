@@ -118,13 +118,24 @@ class OcrEngine:
         return self._to_page(image, fitted, reading)
 
     def _read(self, ocr: Any, bgr: np.ndarray) -> sizing.Reading:
-        """The pipeline's reading of a page; with adaptive sizing, a second detector sizing is
-        tried for pages of very large or small text (ocr/sizing.py) and the better reading kept."""
+        """The pipeline's reading of a page. With adaptive sizing (ocr/sizing.py), a page of large
+        text is first read from a smaller detector input, kept if its lines were seen tall enough;
+        otherwise the normal sizing runs, and a second sizing is tried for pages of very large or
+        small text, the better reading kept."""
+        max_side = self.profile.det_max_side_limit or sizing.MAX_DET_SIDE
+        if self.profile.adaptive_sizing:
+            reduced = sizing.large_text_sizing(bgr, max_side)
+            if reduced is not None:
+                (result,) = ocr.predict(bgr, **reduced.kwargs)
+                reading = sizing.Reading.of(result)
+                if reduced.holds(reading):
+                    return reading
+                log.debug("large-text sizing (%d px) did not hold; normal sizing", reduced.long_side)
         (result,) = ocr.predict(bgr)
         first = sizing.Reading.of(result)
         if not self.profile.adaptive_sizing or _doc_rotation(result):
             return first
-        again = sizing.second_pass(first, bgr.shape[1], bgr.shape[0], self.profile.det_max_side_limit or sizing.MAX_DET_SIDE)
+        again = sizing.second_pass(first, bgr.shape[1], bgr.shape[0], max_side)
         if again is None:
             return first
         (result,) = ocr.predict(bgr, **again)
