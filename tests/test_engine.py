@@ -235,3 +235,18 @@ def test_a_pipeline_that_cannot_load_raises_model_error_on_the_call_that_needed_
     with pytest.raises(ModelError, match="could not load"):
         engine.load()
     assert not engine.loaded
+
+
+def test_a_job_of_fewer_pages_than_pipelines_gives_each_page_more_cores(monkeypatch):
+    """`svtr-label predict` on one page runs one pipeline on every core, not one of two on one core."""
+    from svtr_label.cli.predict import engine_for_pages
+    from svtr_label.ocr.engine import resolve_engine_settings
+    from svtr_label.settings import EngineSettings
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    one = resolve_engine_settings(engine_for_pages(1, EngineSettings(), "onnxruntime"), "onnxruntime")
+    assert (one.workers, one.cpu_threads) == (1, 2)
+    many = resolve_engine_settings(engine_for_pages(16, EngineSettings(), "onnxruntime"), "onnxruntime")
+    assert (many.workers, many.cpu_threads) == (2, 1)
+    assert engine_for_pages(1, EngineSettings(workers=2), "onnxruntime").workers == 2  # the user's choice stands
+    assert engine_for_pages(1, EngineSettings(cpu_threads=1), "onnxruntime").workers is None

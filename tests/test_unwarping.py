@@ -10,7 +10,6 @@ loading path is tested for its error with a folder that holds no model.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -29,9 +29,10 @@ from svtr_label.labelstudio.format import LabelConfig, load_config, make_documen
 from svtr_label.labelstudio.payloads import Task
 from svtr_label.labelstudio.refs import ImageRef
 from svtr_label.ocr.annotate import Outcome, annotate_files
+from svtr_label.ocr.engine import resolve_engine_settings
 from svtr_label.ocr.rectify import Rectifier, load_unwarper
 from svtr_label.services import Services
-from svtr_label.settings import Settings
+from svtr_label.settings import EngineSettings, Settings
 
 PER_PAGE, PER_DOCUMENT = "per-page", "per-document"
 
@@ -109,12 +110,12 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
             "only from a storage folder below LOCAL_FILES_DOCUMENT_ROOT: pass --root the parent folder",
             file=sys.stderr,
         )
-    engine = services.engine(models)
+    all_pages = [p for i in inputs for p in i.pages]
+    engine = services.engine(models, engine_for_pages(len(all_pages), settings.engine, services.profile(models).engine))
     cache = services.prediction_cache()
 
     tasks: list[Task] = []
     hits = lines = n_pages = 0
-    all_pages = [p for i in inputs for p in i.pages]
     bar = progress_bar(args, total=len(all_pages), unit="img", desc="pre-annotating")
     outcomes = _grouped(inputs, annotate_files(all_pages, engine, cache, settings.images), bar)
     for item, done in outcomes:
@@ -143,6 +144,18 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
         + ("\nlabeling config: svtr-label config --multipage" if config.multipage and not args.label_config else "")
     )
     return 0
+
+
+def engine_for_pages(n_pages: int, engine: EngineSettings, inference_engine: str | None) -> EngineSettings:
+    """With fewer pages than the machine's default pipelines, one pipeline per page, each on its
+    share of the cores: a single page then runs on every core instead of on one (1 page: 4.1 s as
+    a whole process on 2 cores before). Worker or thread counts set by the user are kept."""
+    if engine.workers is not None or engine.cpu_threads is not None or n_pages < 1:
+        return engine
+    default = resolve_engine_settings(engine, inference_engine)
+    if n_pages >= (default.workers or 1):
+        return engine
+    return replace(engine, workers=n_pages)
 
 
 def _mode_and_config(args: argparse.Namespace) -> tuple[str, LabelConfig]:
