@@ -252,7 +252,7 @@ class ModelSettings(_FromEnv):
     det_limit_side_len: int | None = setting(SVTR_DET_LIMIT_SIDE_LEN)
     det_limit_type: str | None = setting(SVTR_DET_LIMIT_TYPE)  # "min" or "max"
     det_max_side: int | None = setting(SVTR_DET_MAX_SIDE)
-    adaptive_sizing: bool | None = setting(SVTR_ADAPTIVE_SIZING)  # tiny images padded, 2nd pass for large/small text
+    adaptive_sizing: bool | None = setting(SVTR_ADAPTIVE_SIZING)  # tiny images padded; large text read smaller; 2nd pass for huge/small text
 
 
 @dataclass(frozen=True)

@@ -156,12 +156,15 @@ def test_large_text_gets_a_smaller_detector_input_and_small_text_does_not():
     assert big.kwargs == {"text_det_limit_side_len": big.long_side, "text_det_limit_type": "max"}
     for factor in (0.5, 0.75):  # lines 13 to 28 px: the normal sizing
         assert sizing.large_text_sizing(_bgr(scaled_page(make_page(7001, n_lines=22), factor)), 2000) is None
-    # A 300-dpi A4 scan of 10 pt text (42 px type) is capped at 2000 px already: nothing left to save.
-    a4 = Image.new("RGB", (2480, 3508), "white")
-    draw = ImageDraw.Draw(a4)
-    for row in range(60):
-        draw.text((200, 150 + row * 52), "Invoice total amount due 2026 balance", font=_font(42), fill=(0, 0, 0))
-    assert sizing.large_text_sizing(np.asarray(a4)[:, :, ::-1], 2000) is None
+    # A 300-dpi A4 scan (capped at 2000 px): 8 pt text keeps the normal sizing, 10 pt is read ~12 % smaller.
+    for points, reduced in ((8, False), (10, True)):
+        a4 = Image.new("RGB", (2480, 3508), "white")
+        draw = ImageDraw.Draw(a4)
+        for row in range(60):
+            draw.text((200, 150 + row * 52), "Invoice total amount due 2026 balance", font=_font(points * 300 // 72), fill=(0, 0, 0))
+        sized = sizing.large_text_sizing(np.asarray(a4)[:, :, ::-1], 2000)
+        assert (sized is not None) == reduced, points
+        assert sized is None or sized.long_side >= 0.8 * 2000
 
 
 def test_a_reduced_reading_holds_only_with_real_text_seen_tall_enough():

@@ -16,7 +16,7 @@ DB detectors find text lines about 10 to 150 px tall. Measured on pages made for
 The other way round, **large text** costs detector time for nothing: the detector's work grows with
 the pixels it sees, and it reads lines of ~20 px as surely as lines of 60. Before the first pass, the
 height of the ink's connected components (a few ms on a 1024 px thumbnail) estimates the characters'
-size; where they stay at least 12 px tall on a detector input at most 0.8x as long as the normal one,
+size; where they stay at least 12 px tall on a detector input at most 0.9x as long as the normal one,
 the first pass runs at that smaller size (pages the detector sees under 1024 px keep the normal one). The estimate errs low (a quartile of component heights, and
 noise, halftones or small print only pull it down), and the reading is checked: if its lines are
 not comfortably tall at the size the detector saw, or it found nothing or only fragments, the page
@@ -47,7 +47,7 @@ FRAGMENT_CHARS = 2  # a page whose every line reads this many characters or fewe
 THUMB_SIDE = 1024  # the long side of the thumbnail whose ink components estimate the text's size
 MIN_COMPONENTS = 20  # fewer ink components than this: no estimate, the page takes the normal sizing
 LARGE_TEXT_CHAR_PX = 12  # the estimated character height a reduced detector input keeps
-MAX_REDUCED_RATIO = 0.8  # a reduced input is at most this long relative to the normal one (>= 36 % fewer pixels)
+MAX_REDUCED_RATIO = 0.9  # a reduced input is at most this long relative to the normal one (>= 19 % fewer pixels)
 MIN_REDUCED_SIDE = 640  # ... and never shorter than this on its long side
 MIN_SIDE_TO_REDUCE = 1024  # pages the detector would see smaller than this keep the normal sizing
 VERIFY_LINE_PX = 14  # the reduced reading holds when its short lines (10th percentile) are this tall as seen
