@@ -195,6 +195,35 @@ def test_s3_inputs_read_from_an_s3_server_on_loopback(cluster, root, single_mach
         assert tasks[f"s3://scans/batch1/{name}"]["predictions"] == single_machine[f"/data/local-files/?d=pages/{name}"]["predictions"]
 
 
+def test_documents_are_rendered_on_the_driver_and_their_pages_read_on_the_cluster(cluster, root, tmp_path):
+    """A 3-page PDF in a folder: its pages are rendered beside the output and become a task each, read by
+    the actors; a broken PDF is skipped with its name; multi-page tasks are refused under --ray."""
+    from test_documents import PAGES, assert_reads, write_text_pdf
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_text_pdf(docs / "invoice.pdf")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7 this is not a PDF")
+    image = sorted((root / "pages").iterdir())[0]
+    (docs / image.name).write_bytes(image.read_bytes())
+    out = tmp_path / "out"
+    r = cli(cluster.env, "predict", str(docs), "--profile", "bundled", "--root", str(tmp_path), "--ray", cluster.address,
+            "-o", str(out), "--no-progress", "--format", "jsonl")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "broken.pdf" in r.stderr and "3 page images" in r.stdout
+    tasks = by_image(task_files(out))
+    pages = sorted(k for k in tasks if "/pages/invoice-" in k)
+    assert len(pages) == 3 and len(tasks) == 4 and f"/data/local-files/?d=docs/{image.name}" in tasks
+    for ref, lines in zip(pages, PAGES):
+        texts = " ".join(x["value"]["text"][0] for x in tasks[ref]["predictions"][0]["result"] if "text" in x["value"])
+        assert_reads(texts, lines)
+    assert all((tmp_path / ref.split("?d=", 1)[1]).is_file() for ref in pages)  # the pages Label Studio will show
+
+    refused = cli(cluster.env, "predict", str(docs), "--profile", "bundled", "--root", str(tmp_path), "--ray", cluster.address,
+                  "-o", str(tmp_path / "out2"), "--no-progress", "--document-tasks", "per-document")
+    assert refused.returncode != 0 and "--document-tasks per-page" in refused.stderr
+
+
 def test_push_on_ray_prelabels_a_project_like_push_and_resumes(cluster, label_studio, synth_set):
     """`svtr-label push --ray`: actors read and predict, the driver imports; the predictions are
     those of the single-machine `push` on the same tasks, and a rerun retries only the failed task."""

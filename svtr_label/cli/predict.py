@@ -31,6 +31,7 @@ from svtr_label.labelstudio.refs import ImageRef
 from svtr_label.ocr.annotate import Outcome, annotate_files
 from svtr_label.ocr.engine import resolve_engine_settings
 from svtr_label.ocr.rectify import Rectifier, load_unwarper
+from svtr_label.scale.inputs import MANIFEST_SUFFIXES, OBJECT_SCHEMES, WEB_SCHEMES
 from svtr_label.services import Services
 from svtr_label.settings import EngineSettings, Settings
 
@@ -90,7 +91,7 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
         raise UsageError("--image-ref prefix needs --url-prefix (e.g. https://files.example.com/ocr/)")
     image_ref = ImageRef(args.image_ref, args.root or settings.label_studio.document_root, args.url_prefix)
     if args.ray:
-        return scaleout.cmd_predict_ray(args, services, settings, config, image_ref)
+        return scaleout.cmd_predict_ray(args, services, settings, config, image_ref, _documents_for_ray(args, mode, settings, image_ref))
     paths = find_inputs(args.paths)
     if not paths:
         print("svtr-label: error: no image files or documents found in " + " ".join(args.paths), file=sys.stderr)
@@ -174,6 +175,30 @@ def _mode_and_config(args: argparse.Namespace) -> tuple[str, LabelConfig]:
             "--label-config for the shipped multi-page config (`svtr-label config --multipage`)"
         )
     return mode, config
+
+
+def _documents_for_ray(args: argparse.Namespace, mode: str, settings: Settings, image_ref: ImageRef) -> scaleout.RenderedDocuments:
+    """Local documents (named, or in the folders given) rendered here, on the driver, into page images
+    under the output folder; Ray's actors then read their pages like any image, a task each.
+    Documents behind s3://, gs:// or http(s) URIs and manifests are not rendered."""
+    local = [a for a in args.paths if not a.startswith(OBJECT_SCHEMES + WEB_SCHEMES) and Path(a).suffix.lower() not in MANIFEST_SUFFIXES]
+    documents = [p for p in find_inputs(local) if p.is_file() and is_document(p)]
+    if not documents:
+        return scaleout.RenderedDocuments()
+    if mode == PER_DOCUMENT:
+        raise UsageError(
+            "--ray writes one task per page: documents cannot become multi-page tasks there. Pass --document-tasks "
+            "per-page (and a one-image labeling config), or run without --ray for multi-page tasks"
+        )
+    pages_dir = Path(args.output).resolve() / "pages"
+    _check_pages_dir(documents, pages_dir, image_ref)
+    inputs, failures = _expand(documents, pages_dir, settings, args)
+    return scaleout.RenderedDocuments(
+        pages={str(Path(i.name).resolve()): [str(p.resolve()) for p in i.pages] for i in inputs},
+        sources={str(p.resolve()) for p in documents},
+        failures=failures,
+        pages_dir=pages_dir,
+    )
 
 
 def _check_pages_dir(paths: list[Path], pages_dir: Path, image_ref: ImageRef) -> None:

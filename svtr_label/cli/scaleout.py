@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -76,14 +77,40 @@ def task_writer(config: LabelConfig, shape: str, image_ref: ImageRef, local: lis
     return to_task
 
 
-def cmd_predict_ray(args: argparse.Namespace, services: Services, settings: Settings, config: LabelConfig, image_ref: ImageRef) -> int:
+@dataclass(frozen=True)
+class RenderedDocuments:
+    """Local documents rendered on the driver before a Ray job: their page images replace them."""
+
+    pages: dict[str, list[str]] = field(default_factory=dict)  # document path -> its page image paths
+    sources: set[str] = field(default_factory=set)  # every document found, rendered or not
+    failures: list[str] = field(default_factory=list)  # documents that could not be read, with why
+    pages_dir: Path | None = None
+
+    def replace_in(self, uris: list[str]) -> list[str]:
+        """The job's inputs: images as listed, each document's pages in its place (documents found in
+        folders, which the image listing skips, at the end)."""
+        out: list[str] = []
+        for uri in uris:
+            out.extend(self.pages.get(uri, []) if uri in self.sources else [uri])
+        listed = set(uris)
+        for doc, pages in self.pages.items():
+            if doc not in listed:
+                out.extend(pages)
+        return list(dict.fromkeys(out))
+
+
+def cmd_predict_ray(args: argparse.Namespace, services: Services, settings: Settings, config: LabelConfig, image_ref: ImageRef,
+                    documents: RenderedDocuments | None = None) -> int:
     if args.output == "tasks.json":
         raise UsageError("with --ray, -o/--output names a folder (it holds rows/ and tasks/; a rerun resumes it)")
     settings = with_ray_args(settings, args)
     services = services.with_settings(settings)
     check_gpu_engine(services)
-    uris = list_inputs(args.paths)
+    documents = documents or RenderedDocuments()
+    uris = documents.replace_in(list_inputs(args.paths))
     if not uris:
+        if documents.failures:
+            raise UsageError(f"none of the {len(documents.sources)} documents could be read")
         raise UsageError("no images found in " + " ".join(args.paths))
     local = [u for u in uris if not u.startswith(OBJECT_SCHEMES + WEB_SCHEMES)]
     to_task = task_writer(config, args.shape, image_ref, local)
@@ -95,6 +122,11 @@ def cmd_predict_ray(args: argparse.Namespace, services: Services, settings: Sett
     finally:
         bar.close()
     print_report(report, output, model_version)
+    if documents.pages:
+        print(f"{len(documents.pages)} documents rendered on this machine into {sum(map(len, documents.pages.values()))} "
+              f"page images, a task each: {documents.pages_dir}")
+    if documents.failures:
+        print(f"{len(documents.failures)} documents skipped (see above)", file=sys.stderr)
     return 0 if report.written + report.already else 1
 
 
