@@ -17,12 +17,13 @@ The other way round, **large text** costs detector time for nothing: the detecto
 the pixels it sees, and it reads lines of ~20 px as surely as lines of 60. Before the first pass, the
 height of the ink's connected components (a few ms on a 1024 px thumbnail) estimates the characters'
 size; where they stay at least 12 px tall on a detector input at most 0.9x as long as the normal one,
-the first pass runs at that smaller size (pages the detector sees under 1024 px keep the normal one). The estimate errs low (a quartile of component heights, and
-noise, halftones or small print only pull it down), and the reading is checked: if its lines are
-not comfortably tall at the size the detector saw, or it found nothing or only fragments, the page
-takes the normal passes. Measured on generated pages at 0.75x to 3x their size (benchmarks/
-bench_models.py; tests/test_sizing.py): exact lines unchanged, 1.1x to 2.7x faster per page; at 9 px
-the exact lines started to drop (0.992), so 12 px leaves a margin.
+the first pass runs at that smaller size (pages the detector sees under 1024 px keep the normal one).
+The estimate errs low (a quartile of component heights, and noise, halftones or small print only
+pull it down), and the reading is checked: if its lines are not comfortably tall at the size the
+detector saw, or it found nothing or only fragments, the page takes the normal passes. Measured on
+generated pages at 1x to 3x their size (benchmarks/bench_sizing.py; tests/test_sizing.py): the same
+texts, 1.3x to 2.6x faster per page; at 9 px the exact lines started to drop (0.992), so 12 px
+leaves a margin.
 
 "Better" is the recognized characters weighted by their scores: a pass that reads more text, more
 surely, wins. Pages of ordinary text (lines 24 px and taller, some text found) take one pass only.
@@ -118,8 +119,11 @@ class Reading:
     def only_fragments(self) -> bool:
         return all(len(t.strip()) <= FRAGMENT_CHARS for t in self.texts)
 
+    def line_heights(self) -> list[float]:
+        return [line_height(p) for p in self.polys]
+
     def median_line_height(self) -> float | None:
-        heights = [line_height(p) for p in self.polys]
+        heights = self.line_heights()
         return float(np.median(heights)) if heights else None
 
 
@@ -166,8 +170,7 @@ class ReducedSizing:
         """The reading found real text whose short lines the detector saw comfortably tall."""
         if not reading.texts or reading.only_fragments:
             return False
-        heights = [line_height(p) for p in reading.polys]
-        return float(np.percentile(heights, 10)) * self.scale >= VERIFY_LINE_PX
+        return float(np.percentile(reading.line_heights(), 10)) * self.scale >= VERIFY_LINE_PX
 
 
 def large_text_sizing(bgr: np.ndarray, max_side: int = MAX_DET_SIDE) -> ReducedSizing | None:
