@@ -4,10 +4,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from svtr_label.ocr.engine import OcrEngine
 from svtr_label.errors import ModelError, SvtrLabelError
-from svtr_label.ocr.profiles import bundled_model_dirs, dictionary_of, model_name_of
+from svtr_label.ocr.profiles import BUNDLES, bundled_dictionary, bundled_model_dirs, dictionary_of, model_name_of, paddlex_dictionary
 from conftest import profile_from, models_dir  # noqa: E402
 
 
@@ -29,6 +30,24 @@ def test_bundled_folders_are_paddlex_model_folders():
         assert (folder / "inference.onnx").is_file() and (folder / "inference.yml").is_file()
     chars = dictionary_of(rec)
     assert len(chars) == 18709 and chars[-1] == " "  # RapidOCR's PP-OCRv6 small dictionary + PaddleOCR's space
+
+
+
+def test_the_bundled_dictionary_is_one_string_that_paddlex_decodes_as_the_wheels_list():
+    """One YAML scalar instead of 18,709 list entries, which PaddleX's pure-Python YAML loader took
+    0.3-0.4 s to parse on every pipeline build; the decoder must still hold the very same characters."""
+    _, rec = bundled_model_dirs(models_dir())
+    assert isinstance(yaml.safe_load((rec / "inference.yml").read_text(encoding="utf-8"))["PostProcess"]["character_dict"], str)
+    from paddlex.inference.models.text_recognition.processors import CTCLabelDecode
+
+    decoder = CTCLabelDecode(character_list=paddlex_dictionary(dictionary_of(rec)))
+    assert decoder.character == ["blank", *bundled_dictionary(BUNDLES["bundled"]), " ", " "]  # PaddleX appends its own space
+
+
+def test_a_dictionary_with_entries_of_several_code_points_stays_a_list():
+    chars = ["a", "\U0001F1E9\U0001F1EA", " "]  # PP-OCRv5's dictionary holds flags, two code points each
+    assert paddlex_dictionary(chars) == chars
+    assert paddlex_dictionary(["a", "b", " "]) == "ab "
 
 
 @pytest.mark.parametrize(
