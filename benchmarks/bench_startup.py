@@ -9,6 +9,8 @@ Each run is a fresh process that loads its models, reads every page and writes i
 - PaddleOCR loop: benchmarks/peers/paddleocr_loop.py, one `PaddleOCR` on the bundled model folders
   (the very files svtr-label runs, subnormal weights at zero) with the bundled profile's detector
   sizing, `predict` on each page (as a user would write it);
+- the same PaddleOCR loop on the wheel's ONNX files as shipped (subnormal weights kept): a plain
+  loop as a user without svtr-label would run these weights;
 - RapidOCR: benchmarks/peers/rapidocr_loop.py, `RapidOCR()` with its defaults (its PP-OCRv6 small
   det + rec, the weights the bundled profile lays out, as its wheel ships them: subnormal weights
   kept), called on each page.
@@ -47,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import line_accuracy  # noqa: E402
+from bench import line_accuracy, shipped_model_dirs  # noqa: E402
 from svtr_label.core.synth import SynthPage, write_dataset  # noqa: E402
 from svtr_label.labelstudio.format import results_to_regions  # noqa: E402
 from svtr_label.ocr.onnxfile import flush_subnormal_weights  # noqa: E402
@@ -59,11 +61,14 @@ RAPIDOCR_VENV = REPO / ".venv-rapidocr"
 PEERS = Path(__file__).resolve().parent / "peers"
 SVTR = "svtr-label"
 PLAIN = "paddleocr_loop"
+SHIPPED = "paddleocr_loop_shipped"
 RAPID = "rapidocr"
 TARGETS = {  # (measure, comparison, goal)
     "whole_process_vs_paddleocr_16": (">=", 1.25),
     "whole_process_vs_paddleocr_16_paired_median": (">=", 1.25),
     "steady_state_vs_paddleocr": (">=", 1.25),
+    "whole_process_vs_paddleocr_shipped_16": (">=", 1.25),
+    "whole_process_vs_paddleocr_shipped_16_paired_median": (">=", 1.25),
     "whole_process_vs_rapidocr_16": (">=", 1.0),
     "whole_process_vs_rapidocr_16_paired_median": (">=", 1.0),
     "whole_process_vs_rapidocr_50": (">=", 1.0),
@@ -86,7 +91,7 @@ def quiet_env() -> dict[str, str]:
     return {**os.environ, "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True", "ORT_DISABLE_TELEMETRY": "1"}
 
 
-# --- the three tools ---------------------------------------------------------------------------
+# --- the four tools ---------------------------------------------------------------------------
 
 
 def svtr_tool() -> Tool:
@@ -105,9 +110,9 @@ def svtr_tool() -> Tool:
     return Tool(SVTR, command, read)
 
 
-def plain_tool(profile: Profile) -> Tool:
-    """The bundled folders (bundled_model_dirs), their model names, and the profile's detector sizing."""
-    det, rec = bundled_model_dirs(Services.from_env().settings.models_dir)
+def plain_tool(profile: Profile, folders: tuple[Path, Path] | None = None, name: str = PLAIN) -> Tool:
+    """The bundled folders (bundled_model_dirs, or `folders`), their model names, and the profile's detector sizing."""
+    det, rec = folders or bundled_model_dirs(Services.from_env().settings.models_dir)
     sizing = {"--det-limit-side-len": profile.det_limit_side_len, "--det-limit-type": profile.det_limit_type,
               "--det-max-side": profile.det_max_side_limit}
     args = ["--det-dir", str(det), "--det-name", model_name_of(det, "det"), "--rec-dir", str(rec), "--rec-name", model_name_of(rec, "rec")]
@@ -116,7 +121,7 @@ def plain_tool(profile: Profile) -> Tool:
     def command(pages: Path, out: Path) -> list[str]:
         return [sys.executable, str(PEERS / "paddleocr_loop.py"), str(pages), str(out), *args]
 
-    return Tool(PLAIN, command, read_peer)
+    return Tool(name, command, read_peer)
 
 
 def rapid_tool(python: Path, no_cls: bool) -> Tool:
@@ -203,8 +208,9 @@ def main() -> int:
 
     profile = Services.from_env().profile("bundled")
     rapid_python = rapidocr_python(args.rapidocr_python)
-    tools = [svtr_tool(), plain_tool(profile), rapid_tool(rapid_python, args.rapidocr_no_cls)]
     work = Path(tempfile.mkdtemp(prefix="svtr-startup-"))
+    tools = [svtr_tool(), plain_tool(profile), plain_tool(profile, shipped_model_dirs(work), SHIPPED),
+             rapid_tool(rapid_python, args.rapidocr_no_cls)]
     try:
         pages, folders = page_sets(work, counts, args.lines)
         model = f"{profile.det.name} + {profile.rec.name}"
@@ -247,7 +253,7 @@ def summarize(times: dict[str, dict[int, list[float]]], counts: list[int], accur
                          "seconds_all": {t: {str(n): s for n, s in v.items()} for t, v in times.items()},
                          "line_accuracy": accuracy}
     for n in counts:
-        for peer, key in ((PLAIN, "paddleocr"), (RAPID, "rapidocr")):
+        for peer, key in ((PLAIN, "paddleocr"), (SHIPPED, "paddleocr_shipped"), (RAPID, "rapidocr")):
             r[f"whole_process_vs_{key}_{n}"] = best[peer][n] / best[SVTR][n]
             r[f"whole_process_vs_{key}_{n}_paired_median"] = statistics.median(
                 p / m for p, m in zip(times[peer][n], times[SVTR][n]))
@@ -261,6 +267,7 @@ def summarize(times: dict[str, dict[int, list[float]]], counts: list[int], accur
         steady = {t: rate(t) for t in times}
         r["steady_state_img_s"] = {"between_pages": [lo, hi], **steady}
         r["steady_state_vs_paddleocr"] = steady[SVTR] / steady[PLAIN]
+        r["steady_state_vs_paddleocr_shipped"] = steady[SVTR] / steady[SHIPPED]
         r["steady_state_vs_rapidocr"] = steady[SVTR] / steady[RAPID]
     r["accuracy_minus_rapidocr"] = accuracy[SVTR] - accuracy[RAPID]
     return r
@@ -272,19 +279,20 @@ def report(r: dict[str, Any]) -> None:
     print(f"\nmodel: {r['model']} | RapidOCR: {' + '.join(r['rapidocr_models'])} "
           f"(same weights, subnormals at zero: {r['rapidocr_same_weights']}; its classifier {'on' if r['rapidocr_cls'] else 'off'})")
     print(f"load average (1 min) during the runs: {r['loadavg_1min']['min']:.2f} to {r['loadavg_1min']['max']:.2f}")
-    print(f"\n{'pages':>5}  {'svtr-label':>10}  {'PaddleOCR loop':>14}  {'RapidOCR':>9}  {'vs loop':>7}  {'vs RapidOCR':>11}"
-          "   (best runs; median of paired runs)")
+    print(f"\n{'pages':>5}  {'svtr-label':>10}  {'loop':>6}  {'loop, shipped files':>19}  {'RapidOCR':>9}  "
+          f"{'vs loop':>7}  {'vs loop, shipped':>16}  {'vs RapidOCR':>11}   (best runs; median of paired runs)")
     for n in counts:
-        loop, rapid = f"whole_process_vs_paddleocr_{n}", f"whole_process_vs_rapidocr_{n}"
-        print(f"{n:>5}  {best[SVTR][n]:9.1f}s  {best[PLAIN][n]:13.1f}s  {best[RAPID][n]:8.1f}s  "
-              f"{r[loop]:6.2f}x  {r[rapid]:10.2f}x   ({r[loop + '_paired_median']:.2f}x; {r[rapid + '_paired_median']:.2f}x)")
+        ratios = [f"whole_process_vs_{k}_{n}" for k in ("paddleocr", "paddleocr_shipped", "rapidocr")]
+        print(f"{n:>5}  {best[SVTR][n]:9.1f}s  {best[PLAIN][n]:5.1f}s  {best[SHIPPED][n]:18.1f}s  {best[RAPID][n]:8.1f}s  "
+              + "  ".join(f"{r[k]:.2f}x ({r[k + '_paired_median']:.2f}x)" for k in ratios))
     if "steady_state_img_s" in r:
         s = r["steady_state_img_s"]
         lo, hi = s["between_pages"]
         print(f"steady state (img/s, pages {lo} to {hi}): svtr-label {s[SVTR]:.2f} | PaddleOCR loop {s[PLAIN]:.2f} | "
-              f"RapidOCR {s[RAPID]:.2f}")
+              f"loop, shipped files {s[SHIPPED]:.2f} | RapidOCR {s[RAPID]:.2f}")
     acc = r["line_accuracy"]
-    print(f"exact-line accuracy: svtr-label {acc[SVTR]:.3f} | PaddleOCR loop {acc[PLAIN]:.3f} | RapidOCR {acc[RAPID]:.3f}")
+    print(f"exact-line accuracy: svtr-label {acc[SVTR]:.3f} | PaddleOCR loop {acc[PLAIN]:.3f} | "
+          f"loop, shipped files {acc[SHIPPED]:.3f} | RapidOCR {acc[RAPID]:.3f}")
     print(f"\n{'measure':44} {'value':>8}  target")
     for key, (op, goal) in TARGETS.items():
         if key not in r:
