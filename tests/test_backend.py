@@ -606,15 +606,25 @@ def test_decoded_pixels_held_at_once_stay_within_the_budget(backend_services, hu
 
 
 @pytest.mark.server
-def test_eight_huge_pages_in_one_request_keep_the_server_small(huge_pages):
-    """A request of 8 pages of 59 MP each made the server peak at 3.9 GB; now two are decoded at
-    once at most (SVTR_MAX_INFLIGHT_PIXELS) and large pages hand their memory back."""
+def test_eight_huge_pages_in_one_request_cost_no_more_memory_than_two(huge_pages):
+    """A request of 8 pages of 59 MP each made the server peak at 3.9 GB, holding them all decoded. Now at
+    most two are decoded at once (SVTR_MAX_INFLIGHT_PIXELS) and large pages hand their memory back, so
+    eight pages in one request peak where two do. The bound is relative: the peak for two pages differs
+    between machines (ONNX Runtime's threads, malloc arenas: 1.9 GB here, 2.6 GB on a CI machine), and
+    the eight pages peak 4-8 % above the two here, and 47 % above without the budget, 39 % without
+    handing memory back."""
     cmd = [sys.executable, "svtr_backend/_wsgi.py", "--host", "127.0.0.1", "--port", "{port}"]
+    peaks = []
     with serving(cmd, huge_pages, wait_loaded=True) as url:
-        r = requests.post(url + "/predict", json={"tasks": [task(local(f"big{i}.png"), i) for i in range(8)]}, timeout=600)
-        assert r.status_code == 200 and all("error" not in x for x in r.json()["results"])
-        peak_kb = int(requests.get(url + "/metrics", timeout=5).json().get("peak_rss_kb", 0))
-    assert 0 < peak_kb < 2_500_000, f"peak RSS {peak_kb / 1e6:.2f} GB"
+        for pages in (2, 8):
+            tasks = [task(local(f"big{i}.png"), i) for i in range(pages)]
+            r = requests.post(url + "/predict", json={"tasks": tasks}, timeout=600)
+            assert r.status_code == 200 and all("error" not in x for x in r.json()["results"])
+            peaks.append(int(requests.get(url + "/metrics", timeout=5).json().get("peak_rss_kb", 0)))
+    two, eight = peaks
+    print(f"peak RSS: 2 pages {two / 1e6:.2f} GB, then 8 pages {eight / 1e6:.2f} GB")
+    assert 0 < two <= eight < 1.25 * two, f"peak RSS {two / 1e6:.2f} GB after 2 pages, {eight / 1e6:.2f} GB after 8"
+    assert eight < 3_500_000, f"peak RSS {eight / 1e6:.2f} GB"
 
 
 def load_run(url: str, clients: int = 8, calls: int = 25) -> tuple[list, list[float], float]:
