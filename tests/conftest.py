@@ -174,6 +174,26 @@ def engine(services):
     return services.engine("bundled").load()
 
 
+def backend_services_for(services, root: Path, store: Path):
+    """The services a backend serving `root` is built with: the bundled models, no prediction
+    cache (every call runs the engine), no download cache, its own store at `store`."""
+    from dataclasses import replace
+
+    from svtr_backend import model as backend_model
+    from svtr_label.settings import FetchSettings
+
+    s = services.settings
+    settings = replace(
+        s,
+        models=replace(s.models, profile="bundled"),
+        label_studio=replace(s.label_studio, document_root=root),
+        fetch=FetchSettings(document_root=root, cache=None),
+        preannotate=replace(s.preannotate, prediction_cache=False),
+        server=replace(s.server, store=store),
+    )
+    return services.with_settings(backend_model.serving_settings(settings))
+
+
 @pytest.fixture(scope="session")
 def synth_set(tmp_path_factory):
     """12 generated pages (English and Chinese lines) written as PNG + truth.json."""

@@ -22,12 +22,11 @@ import requests
 from PIL import Image
 
 from svtr_backend import app as backend_app
-from svtr_backend import model as backend
 from svtr_backend.app import create_app
 from svtr_label.labelstudio.format import recommended_config
 from svtr_label.settings import FetchSettings
 
-from conftest import CORRUPT_EXIF_TAGS, REAL_IMAGES, free_port, jpeg_with_exif, wait_for_http
+from conftest import CORRUPT_EXIF_TAGS, REAL_IMAGES, backend_services_for, free_port, jpeg_with_exif, wait_for_http
 
 pytestmark = pytest.mark.pipeline  # every route runs on the real bundled engine
 
@@ -50,18 +49,7 @@ def root(tmp_path_factory, real_images):
 
 @pytest.fixture()
 def backend_services(services, root, tmp_path):
-    """The services a backend serving `root` is built with: the bundled models, no prediction
-    cache (every call runs the engine), no download cache, a store of its own."""
-    s = services.settings
-    settings = replace(
-        s,
-        models=replace(s.models, profile="bundled"),
-        label_studio=replace(s.label_studio, document_root=root),
-        fetch=FetchSettings(document_root=root, cache=None),
-        preannotate=replace(s.preannotate, prediction_cache=False),
-        server=replace(s.server, store=tmp_path / "store.sqlite"),
-    )
-    return services.with_settings(backend.serving_settings(settings))
+    return backend_services_for(services, root, tmp_path / "store.sqlite")
 
 
 def make_client(services, **server: object):

@@ -10,12 +10,12 @@ import ctypes
 import hashlib
 import json
 import struct
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from conftest import backend_services_for
 from svtr_label.core.documents import find_inputs, is_document, render_document
 from svtr_label.core.page import Page, Region
 from svtr_label.core.synth import find_font, make_page
@@ -358,21 +358,10 @@ def test_pages_outside_the_document_root_are_refused_before_rendering(inputs, tm
 @pytest.fixture()
 def backend(inputs, services, tmp_path):
     """A test client of the backend serving the document root, on the bundled models, no caches."""
-    from svtr_backend import model as backend_model
     from svtr_backend.app import create_app
-    from svtr_label.settings import FetchSettings
 
     root, _ = inputs
-    s = services.settings
-    settings = replace(
-        s,
-        models=replace(s.models, profile="bundled"),
-        label_studio=replace(s.label_studio, document_root=root),
-        fetch=FetchSettings(document_root=root, cache=None),
-        preannotate=replace(s.preannotate, prediction_cache=False),
-        server=replace(s.server, store=tmp_path / "store.sqlite"),
-    )
-    return create_app(services.with_settings(backend_model.serving_settings(settings)), preload_models=False).test_client()
+    return create_app(backend_services_for(services, root, tmp_path / "store.sqlite"), preload_models=False).test_client()
 
 
 def rendered_refs(root: Path) -> list[str]:
