@@ -19,6 +19,7 @@ from conftest import backend_services_for
 from svtr_label.core.documents import find_inputs, is_document, render_document
 from svtr_label.core.page import Page, Region
 from svtr_label.core.synth import find_font, make_page
+from svtr_label.core.images import decode_image, image_size
 from svtr_label.errors import ImageError
 from svtr_label.labelstudio.format import (
     LabelConfig,
@@ -174,6 +175,24 @@ def test_one_frame_tiffs_stay_images_and_folders_list_pdfs(docs, tmp_path):
     assert not is_document(tmp_path / "one.tif")
     found = [p.name for p in find_inputs([folder])]
     assert {"report.pdf", "broken.pdf", "locked.pdf", "scan.tif"} <= set(found)
+
+
+def test_a_document_where_an_image_is_expected_fails_by_name_and_says_what_to_do(docs, tmp_path):
+    """Where one image is read (a task's image, a Ray input, a store sync), a PDF is refused as a
+    document, and so is a TIFF of several pages: decoding it would keep its first page and drop the
+    others without a word. One-page TIFFs and animated GIFs (first frame) stay images."""
+    folder, _ = docs
+    for name, words in (("report.pdf", ["report.pdf", "a PDF document"]), ("scan.tif", ["scan.tif", "a TIFF of 3 pages"])):
+        data = (folder / name).read_bytes()
+        for read in (decode_image, image_size):
+            with pytest.raises(ImageError) as err:
+                read(data, name)
+            assert all(w in str(err.value) for w in words + ["svtr-label predict"]), str(err.value)
+    make_page(1, n_lines=1).image.save(tmp_path / "one.tif")
+    assert decode_image((tmp_path / "one.tif").read_bytes(), "one.tif").bgr.shape[2] == 3
+    frames = [Image.new("RGB", (80, 40), color) for color in ("white", "black")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert decode_image((tmp_path / "anim.gif").read_bytes(), "anim.gif").bgr.min() == 255  # the first, white frame
 
 
 @pytest.mark.parametrize("name, words", [
@@ -395,6 +414,12 @@ def test_backend_preannotates_multipage_tasks_and_a_broken_page_fails_its_task_o
     assert not_a_list["result"] == [] and "list of image URLs" in not_a_list["error"]
     (listed,) = post_predict(backend, [{"id": 5, "data": {"image": refs}}], config=recommended_config())
     assert listed["result"] == [] and 'valueList="$image"' in listed["error"]
+    pdf, tiff, image = post_predict(backend, [{"id": 6 + i, "data": {"image": f"/data/local-files/?d=in/{name}"}}
+                                              for i, name in enumerate(("report.pdf", "scan.tif", "line.jpg"))],
+                                    config=recommended_config())
+    assert pdf["result"] == [] and "a PDF document" in pdf["error"] and "svtr-label predict" in pdf["error"]
+    assert tiff["result"] == [] and "a TIFF of 3 pages" in tiff["error"]
+    assert image["result"] and "error" not in image
 
 
 @pytest.mark.pipeline

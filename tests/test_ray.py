@@ -67,6 +67,7 @@ def s3(root):
         client.create_bucket(Bucket="scans")
         for path in sorted((root / "pages").iterdir())[:12]:
             client.upload_file(str(path), "scans", f"batch1/{path.name}")
+        client.put_object(Bucket="scans", Key="docs/report.pdf", Body=b"%PDF-1.4\n%%EOF\n")
         yield env
 
 
@@ -184,12 +185,14 @@ def test_two_nodes_give_the_single_machine_results_use_both_nodes_and_only_loopb
 
 def test_s3_inputs_read_from_an_s3_server_on_loopback(cluster, root, single_machine, tmp_path):
     out = tmp_path / "out"
-    r = cli(cluster.env, "predict", "s3://scans/batch1", "--profile", "bundled", "--ray", cluster.address, "-o", str(out),
-            "--no-progress", "--format", "jsonl")
+    r = cli(cluster.env, "predict", "s3://scans/batch1", "s3://scans/docs", "--profile", "bundled", "--ray", cluster.address,
+            "-o", str(out), "--no-progress", "--format", "jsonl")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    got = rows(out)
-    assert sorted(g["uri"] for g in got) == sorted(f"s3://scans/batch1/{p.name}" for p in sorted((root / "pages").iterdir())[:12])
-    assert all(g["error"] is None for g in got)
+    got = {g["uri"]: g for g in rows(out)}
+    pdf = got.pop("s3://scans/docs/report.pdf")  # documents are rendered from local files only: a row says so
+    assert "a PDF document" in pdf["error"] and pdf["texts"] is None
+    assert sorted(got) == sorted(f"s3://scans/batch1/{p.name}" for p in sorted((root / "pages").iterdir())[:12])
+    assert all(g["error"] is None for g in got.values())
     tasks = by_image(task_files(out))
     for name in (p.name for p in sorted((root / "pages").iterdir())[:12]):  # the same predictions as the local files
         assert tasks[f"s3://scans/batch1/{name}"]["predictions"] == single_machine[f"/data/local-files/?d=pages/{name}"]["predictions"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from svtr_label.core.page import Page, Region
-from svtr_label.errors import ScaleError, UsageError
+from svtr_label.errors import ImageError, ScaleError, UsageError
 from svtr_label.scale.inputs import list_inputs, read_input
 from svtr_label.scale.output import JobOutput, Row
 
@@ -25,6 +25,33 @@ def task_of(row: Row) -> dict | None:
 
 
 # --- inputs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.server
+def test_an_s3_prefix_lists_its_pdfs_too_and_reading_one_as_an_image_says_what_to_do(tmp_path, monkeypatch):
+    """moto's S3-compatible server on loopback (a real HTTP server). A PDF under a prefix used to be
+    left out of the listing without a word; now it is an input whose row says why it was not read."""
+    import boto3
+
+    from conftest_ray import s3_server
+    from svtr_label.core.images import decode_image
+    from svtr_label.core.synth import make_page
+
+    make_page(3, n_lines=1).image.save(tmp_path / "p1.png")
+    (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    (tmp_path / "notes.txt").write_text("not an input")
+    with s3_server() as url:
+        for name, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(name, value)
+        client = boto3.client("s3", endpoint_url=url)
+        client.create_bucket(Bucket="listing")
+        for name in ("p1.png", "doc.pdf", "notes.txt"):
+            client.upload_file(str(tmp_path / name), "listing", f"in/{name}")
+        uris = list_inputs(["s3://listing/in"])
+        assert uris == ["s3://listing/in/doc.pdf", "s3://listing/in/p1.png"]
+        with pytest.raises(ImageError, match=r"doc\.pdf: a PDF document, not an image: `svtr-label predict FILE` renders"):
+            decode_image(read_input(uris[0], 1_000_000), uris[0])
 
 
 def test_folders_files_and_manifests_list_each_input_once_with_manifest_paths_relative_to_it(tmp_path):

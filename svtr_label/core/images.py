@@ -25,6 +25,10 @@ from svtr_label.settings import ImageLimits
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
+# What to do with a document where an image was expected (Label Studio shows images, not documents).
+RENDER_PAGES_HINT = ("`svtr-label predict FILE` renders its pages into images, a task each or one multi-page task "
+                     "(a local file or folder; with --ray, local ones only)")
+
 # Pillow's own bomb check only warns below 2x its limit; we check size ourselves first.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -99,7 +103,13 @@ def _open_within(data: bytes, name: str, limits: ImageLimits) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        if data.startswith(b"%PDF-"):
+            raise ImageError(f"{name}: a PDF document, not an image: {RENDER_PAGES_HINT}") from None
         raise ImageError(f"{name}: not an image Pillow can read (is it a {Path(name).suffix or 'binary'} file?)") from None
+    pages = getattr(img, "n_frames", 1) if img.format == "TIFF" else 1
+    if pages > 1:
+        # Decoding it would read its first page alone and drop the others without a word.
+        raise ImageError(f"{name}: a TIFF of {pages} pages, not one image: {RENDER_PAGES_HINT}")
     w, h = img.size
     if w * h > limits.max_pixels:
         raise ImageError(

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from svtr_label.core.documents import is_pdf_path
 from svtr_label.core.images import find_images, is_image_path
 from svtr_label.errors import ImageError, ScaleError, UsageError
 from svtr_label.labelstudio.fetch import ImageFetcher
@@ -122,7 +123,9 @@ def _split_object_uri(uri: str) -> tuple[str, str]:
 
 
 def list_object_prefix(prefix: str) -> list[str]:
-    """The image objects under an s3:// or gs:// prefix (a single object is itself), sorted."""
+    """The image objects under an s3:// or gs:// prefix (a single object is itself), sorted. PDFs are
+    listed too, so that each is a row saying it was not read (documents are rendered from local files
+    only) rather than left out without a word."""
     fs = _pyarrow_module("pyarrow.fs")
     base, path = _split_object_uri(prefix)
     scheme = prefix.split("://", 1)[0]
@@ -134,7 +137,7 @@ def list_object_prefix(prefix: str) -> list[str]:
         found = filesystem.get_file_info(fs.FileSelector(path, recursive=True, allow_not_found=True))
     except OSError as exc:
         raise ScaleError(f"{prefix}: cannot list ({exc})") from None
-    return sorted(f"{scheme}://{f.path}" for f in found if f.type == fs.FileType.File and is_image_path(Path(f.path)))
+    return sorted(f"{scheme}://{f.path}" for f in found if f.type == fs.FileType.File and (is_image_path(Path(f.path)) or is_pdf_path(Path(f.path))))
 
 
 # --- reading one input --------------------------------------------------------------------------
