@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -58,7 +59,7 @@ def root(synth_set, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def s3(root):
+def s3(root, tmp_path_factory):
     with s3_server() as url:
         env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
         import boto3
@@ -67,7 +68,10 @@ def s3(root):
         client.create_bucket(Bucket="scans")
         for path in sorted((root / "pages").iterdir())[:12]:
             client.upload_file(str(path), "scans", f"batch1/{path.name}")
-        client.put_object(Bucket="scans", Key="docs/report.pdf", Body=b"%PDF-1.4\n%%EOF\n")
+        from test_documents import write_text_pdf
+
+        client.put_object(Bucket="scans", Key="docs/report.pdf", Body=write_text_pdf(tmp_path_factory.mktemp("s3-docs") / "report.pdf").read_bytes())
+        client.put_object(Bucket="scans", Key="docs/broken.pdf", Body=b"%PDF-1.7 this is not a PDF")
         yield env
 
 
@@ -185,22 +189,21 @@ def test_two_nodes_give_the_single_machine_results_use_both_nodes_and_only_loopb
 
 def test_s3_inputs_read_from_an_s3_server_on_loopback(cluster, root, single_machine, tmp_path):
     out = tmp_path / "out"
-    r = cli(cluster.env, "predict", "s3://scans/batch1", "s3://scans/docs", "--profile", "bundled", "--ray", cluster.address,
-            "-o", str(out), "--no-progress", "--format", "jsonl")
+    r = cli(cluster.env, "predict", "s3://scans/batch1", "--profile", "bundled", "--ray", cluster.address, "-o", str(out),
+            "--no-progress", "--format", "jsonl")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    got = {g["uri"]: g for g in rows(out)}
-    pdf = got.pop("s3://scans/docs/report.pdf")  # documents are rendered from local files only: a row says so
-    assert "a PDF document" in pdf["error"] and pdf["texts"] is None
-    assert sorted(got) == sorted(f"s3://scans/batch1/{p.name}" for p in sorted((root / "pages").iterdir())[:12])
-    assert all(g["error"] is None for g in got.values())
+    got = rows(out)
+    assert sorted(g["uri"] for g in got) == sorted(f"s3://scans/batch1/{p.name}" for p in sorted((root / "pages").iterdir())[:12])
+    assert all(g["error"] is None for g in got)
     tasks = by_image(task_files(out))
     for name in (p.name for p in sorted((root / "pages").iterdir())[:12]):  # the same predictions as the local files
         assert tasks[f"s3://scans/batch1/{name}"]["predictions"] == single_machine[f"/data/local-files/?d=pages/{name}"]["predictions"]
 
 
 def test_documents_are_rendered_on_the_driver_and_their_pages_read_on_the_cluster(cluster, root, tmp_path):
-    """A 3-page PDF in a folder: its pages are rendered beside the output and become a task each, read by
-    the actors; a broken PDF is skipped with its name; multi-page tasks are refused under --ray."""
+    """A 3-page PDF in a folder and one under an s3:// prefix: their pages are rendered beside the output
+    (the remote one downloaded first) and become a task each, read by the actors; a broken PDF, local or
+    remote, is skipped with its name; multi-page tasks are refused under --ray."""
     from test_documents import PAGES, assert_reads, write_text_pdf
 
     docs = tmp_path / "docs"
@@ -210,17 +213,21 @@ def test_documents_are_rendered_on_the_driver_and_their_pages_read_on_the_cluste
     image = sorted((root / "pages").iterdir())[0]
     (docs / image.name).write_bytes(image.read_bytes())
     out = tmp_path / "out"
-    r = cli(cluster.env, "predict", str(docs), "--profile", "bundled", "--root", str(tmp_path), "--ray", cluster.address,
-            "-o", str(out), "--no-progress", "--format", "jsonl")
+    r = cli(cluster.env, "predict", str(docs), "s3://scans/docs", "--profile", "bundled", "--root", str(tmp_path),
+            "--ray", cluster.address, "-o", str(out), "--no-progress", "--format", "jsonl")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert "broken.pdf" in r.stderr and "3 page images" in r.stdout
+    assert str(docs / "broken.pdf") in r.stderr and "s3://scans/docs/broken.pdf" in r.stderr
+    assert "2 documents rendered" in r.stdout and "6 page images" in r.stdout
     tasks = by_image(task_files(out))
-    pages = sorted(k for k in tasks if "/pages/invoice-" in k)
-    assert len(pages) == 3 and len(tasks) == 4 and f"/data/local-files/?d=docs/{image.name}" in tasks
-    for ref, lines in zip(pages, PAGES):
-        texts = " ".join(x["value"]["text"][0] for x in tasks[ref]["predictions"][0]["result"] if "text" in x["value"])
-        assert_reads(texts, lines)
-    assert all((tmp_path / ref.split("?d=", 1)[1]).is_file() for ref in pages)  # the pages Label Studio will show
+    local_pages = sorted(k for k in tasks if "/pages/invoice-" in k)
+    remote_pages = sorted(k for k in tasks if "/pages/report-" in k)
+    assert len(local_pages) == len(remote_pages) == 3 and len(tasks) == 7 and f"/data/local-files/?d=docs/{image.name}" in tasks
+    for pages in (local_pages, remote_pages):
+        for ref, lines in zip(pages, PAGES):
+            texts = " ".join(x["value"]["text"][0] for x in tasks[ref]["predictions"][0]["result"] if "text" in x["value"])
+            assert_reads(texts, lines)
+        assert all((tmp_path / ref.split("?d=", 1)[1]).is_file() for ref in pages)  # the pages Label Studio will show
+    assert not list(Path(tempfile.gettempdir()).glob("svtr-documents-*"))  # the downloaded copies are gone
 
     refused = cli(cluster.env, "predict", str(docs), "--profile", "bundled", "--root", str(tmp_path), "--ray", cluster.address,
                   "-o", str(tmp_path / "out2"), "--no-progress", "--document-tasks", "per-document")

@@ -30,7 +30,8 @@ def task_of(row: Row) -> dict | None:
 @pytest.mark.server
 def test_an_s3_prefix_lists_its_pdfs_too_and_reading_one_as_an_image_says_what_to_do(tmp_path, monkeypatch):
     """moto's S3-compatible server on loopback (a real HTTP server). A PDF under a prefix used to be
-    left out of the listing without a word; now it is an input whose row says why it was not read."""
+    left out of the listing without a word; now it is listed (`predict --ray` renders it on the driver:
+    tests/test_ray.py), and read where one image is expected it says what to do."""
     import boto3
 
     from conftest_ray import s3_server

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,14 +26,14 @@ from svtr_label.cli.options import (
 )
 from svtr_label.core.documents import find_inputs, is_document, render_document
 from svtr_label.core.page import Page
-from svtr_label.errors import ImageError, RefError, UsageError
+from svtr_label.errors import ImageError, RefError, SvtrLabelError, UsageError
 from svtr_label.labelstudio.format import LabelConfig, load_config, make_document_task, make_task
 from svtr_label.labelstudio.payloads import Task
 from svtr_label.labelstudio.refs import ImageRef
 from svtr_label.ocr.annotate import Outcome, annotate_files
 from svtr_label.ocr.engine import resolve_engine_settings
 from svtr_label.ocr.rectify import Rectifier, load_unwarper
-from svtr_label.scale.inputs import MANIFEST_SUFFIXES, OBJECT_SCHEMES, WEB_SCHEMES
+from svtr_label.scale.inputs import MANIFEST_SUFFIXES, WEB_SCHEMES, download, is_remote, is_remote_pdf
 from svtr_label.services import Services
 from svtr_label.settings import EngineSettings, Settings
 
@@ -91,7 +93,8 @@ def cmd_predict(args: argparse.Namespace, services: Services) -> int:
         raise UsageError("--image-ref prefix needs --url-prefix (e.g. https://files.example.com/ocr/)")
     image_ref = ImageRef(args.image_ref, args.root or settings.label_studio.document_root, args.url_prefix)
     if args.ray:
-        return scaleout.cmd_predict_ray(args, services, settings, config, image_ref, _documents_for_ray(args, mode, settings, image_ref))
+        return scaleout.cmd_predict_ray(args, services, settings, config, image_ref,
+                                        lambda uris: _documents_for_ray(args, mode, services, image_ref, uris))
     paths = find_inputs(args.paths)
     if not paths:
         print("svtr-label: error: no image files or documents found in " + " ".join(args.paths), file=sys.stderr)
@@ -177,13 +180,17 @@ def _mode_and_config(args: argparse.Namespace) -> tuple[str, LabelConfig]:
     return mode, config
 
 
-def _documents_for_ray(args: argparse.Namespace, mode: str, settings: Settings, image_ref: ImageRef) -> scaleout.RenderedDocuments:
-    """Local documents (named, or in the folders given) rendered here, on the driver, into page images
-    under the output folder; Ray's actors then read their pages like any image, a task each.
-    Documents behind s3://, gs:// or http(s) URIs and manifests are not rendered."""
-    local = [a for a in args.paths if not a.startswith(OBJECT_SCHEMES + WEB_SCHEMES) and Path(a).suffix.lower() not in MANIFEST_SUFFIXES]
+def _documents_for_ray(args: argparse.Namespace, mode: str, services: Services, image_ref: ImageRef,
+                       uris: list[str]) -> scaleout.RenderedDocuments:
+    """The documents of a Ray job rendered here, on the driver, into page images under the output
+    folder; Ray's actors then read their pages like any image, a task each. Local documents are
+    those named or in the folders given; PDFs among the listed `uris` (under s3:// or gs:// prefixes,
+    in manifests, http(s) URLs) are downloaded first, within SVTR_MAX_IMAGE_BYTES."""
+    settings = services.settings
+    local = [a for a in args.paths if not is_remote(a) and Path(a).suffix.lower() not in MANIFEST_SUFFIXES]
     documents = [p for p in find_inputs(local) if p.is_file() and is_document(p)]
-    if not documents:
+    remote = [u for u in uris if is_remote_pdf(u)]
+    if not documents and not remote:
         return scaleout.RenderedDocuments()
     if mode == PER_DOCUMENT:
         raise UsageError(
@@ -191,14 +198,53 @@ def _documents_for_ray(args: argparse.Namespace, mode: str, settings: Settings, 
             "per-page (and a one-image labeling config), or run without --ray for multi-page tasks"
         )
     pages_dir = Path(args.output).resolve() / "pages"
-    _check_pages_dir(documents, pages_dir, image_ref)
+    _check_pages_dir([*documents, *map(Path, remote)], pages_dir, image_ref)
     inputs, failures = _expand(documents, pages_dir, settings, args)
+    pages = {str(Path(i.name).resolve()): [str(p.resolve()) for p in i.pages] for i in inputs}
+    pages.update(_render_remote(remote, pages_dir, services, args, failures))
     return scaleout.RenderedDocuments(
-        pages={str(Path(i.name).resolve()): [str(p.resolve()) for p in i.pages] for i in inputs},
-        sources={str(p.resolve()) for p in documents},
+        pages=pages,
+        sources={str(p.resolve()) for p in documents} | set(remote),
         failures=failures,
         pages_dir=pages_dir,
     )
+
+
+def _render_remote(uris: list[str], pages_dir: Path, services: Services, args: argparse.Namespace,
+                   failures: list[str]) -> dict[str, list[str]]:
+    """Remote PDFs' page images (URI -> pages), each downloaded into a temporary file, rendered, and
+    the file removed; one that cannot be had or read is reported by its URI and left out."""
+    if not uris:
+        return {}
+    settings = services.settings
+    fetcher = services.fetcher() if any(u.startswith(WEB_SCHEMES) for u in uris) else None
+    bar = progress_bar(args, total=len(uris), unit="doc", desc="downloading and rendering documents")
+
+    def one(uri: str, folder: Path) -> list[str] | str:
+        path = None
+        try:
+            path = download(uri, folder, settings.images.max_bytes, fetcher)
+            doc = render_document(path, pages_dir, settings.documents.dpi, settings.images)
+            return [str(p.resolve()) for p in doc.pages]
+        except (OSError, SvtrLabelError) as exc:
+            message = str(exc).replace(str(path), uri) if path else str(exc)
+            return message if uri in message else f"{uri}: cannot download ({message})"
+        finally:
+            if path is not None:
+                path.unlink(missing_ok=True)
+            bar.update(1)
+
+    rendered = {}
+    with tempfile.TemporaryDirectory(prefix="svtr-documents-") as tmp, \
+            ThreadPoolExecutor(max_workers=settings.preannotate.fetch_threads) as pool:
+        for uri, outcome in zip(uris, pool.map(lambda u: one(u, Path(tmp)), uris)):
+            if isinstance(outcome, str):
+                failures.append(outcome)
+                bar.write(f"skipped: {outcome}", file=sys.stderr)
+            else:
+                rendered[uri] = outcome
+    bar.close()
+    return rendered
 
 
 def _check_pages_dir(paths: list[Path], pages_dir: Path, image_ref: ImageRef) -> None:

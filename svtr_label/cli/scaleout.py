@@ -13,7 +13,7 @@ from svtr_label.errors import UsageError
 from svtr_label.labelstudio.format import LabelConfig, make_task
 from svtr_label.labelstudio.payloads import Task
 from svtr_label.labelstudio.refs import ImageRef
-from svtr_label.scale.inputs import OBJECT_SCHEMES, WEB_SCHEMES, list_inputs
+from svtr_label.scale.inputs import is_remote, list_inputs
 from svtr_label.scale.job import JobReport, predict_job, with_ray_options
 from svtr_label.scale.output import FORMATS, JobOutput, Row
 from svtr_label.services import Services
@@ -79,9 +79,10 @@ def task_writer(config: LabelConfig, shape: str, image_ref: ImageRef, local: lis
 
 @dataclass(frozen=True)
 class RenderedDocuments:
-    """Local documents rendered on the driver before a Ray job: their page images replace them."""
+    """Documents rendered on the driver before a Ray job (local ones, and PDFs downloaded from their
+    URIs): their page images replace them."""
 
-    pages: dict[str, list[str]] = field(default_factory=dict)  # document path -> its page image paths
+    pages: dict[str, list[str]] = field(default_factory=dict)  # document path or URI -> its page image paths
     sources: set[str] = field(default_factory=set)  # every document found, rendered or not
     failures: list[str] = field(default_factory=list)  # documents that could not be read, with why
     pages_dir: Path | None = None
@@ -100,19 +101,21 @@ class RenderedDocuments:
 
 
 def cmd_predict_ray(args: argparse.Namespace, services: Services, settings: Settings, config: LabelConfig, image_ref: ImageRef,
-                    documents: RenderedDocuments | None = None) -> int:
+                    render_documents: Callable[[list[str]], RenderedDocuments] | None = None) -> int:
+    """`render_documents`: the job's listed inputs -> its documents rendered into page images (cli/predict.py)."""
     if args.output == "tasks.json":
         raise UsageError("with --ray, -o/--output names a folder (it holds rows/ and tasks/; a rerun resumes it)")
     settings = with_ray_args(settings, args)
     services = services.with_settings(settings)
     check_gpu_engine(services)
-    documents = documents or RenderedDocuments()
-    uris = documents.replace_in(list_inputs(args.paths))
+    listed = list_inputs(args.paths)
+    documents = render_documents(listed) if render_documents else RenderedDocuments()
+    uris = documents.replace_in(listed)
     if not uris:
         if documents.failures:
             raise UsageError(f"none of the {len(documents.sources)} documents could be read")
         raise UsageError("no images found in " + " ".join(args.paths))
-    local = [u for u in uris if not u.startswith(OBJECT_SCHEMES + WEB_SCHEMES)]
+    local = [u for u in uris if not is_remote(u)]
     to_task = task_writer(config, args.shape, image_ref, local)
     output = JobOutput(Path(args.output), args.format)
     model_version = services.engine().model_version

@@ -10,6 +10,7 @@ anything is downloaded. Object storage goes through pyarrow's file systems (inst
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -123,9 +124,7 @@ def _split_object_uri(uri: str) -> tuple[str, str]:
 
 
 def list_object_prefix(prefix: str) -> list[str]:
-    """The image objects under an s3:// or gs:// prefix (a single object is itself), sorted. PDFs are
-    listed too, so that each is a row saying it was not read (documents are rendered from local files
-    only) rather than left out without a word."""
+    """The image and PDF objects under an s3:// or gs:// prefix (a single object is itself), sorted."""
     fs = _pyarrow_module("pyarrow.fs")
     base, path = _split_object_uri(prefix)
     scheme = prefix.split("://", 1)[0]
@@ -141,6 +140,25 @@ def list_object_prefix(prefix: str) -> list[str]:
 
 
 # --- reading one input --------------------------------------------------------------------------
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(OBJECT_SCHEMES + WEB_SCHEMES)
+
+
+def is_remote_pdf(uri: str) -> bool:
+    """An s3://, gs:// or http(s) input named as a PDF (its query string aside)."""
+    return is_remote(uri) and is_pdf_path(Path(uri.split("?", 1)[0]))
+
+
+def download(uri: str, folder: Path, max_bytes: int, fetcher: ImageFetcher | None = None) -> Path:
+    """A remote input's bytes (at most `max_bytes`) as a file under `folder`, keeping the object's
+    own name (a document's pages are named after it), in a subfolder of its own per URI."""
+    data = read_input(uri, max_bytes, fetcher)
+    target = folder / hashlib.sha256(uri.encode()).hexdigest()[:16] / (Path(uri.split("?", 1)[0]).name or "document")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return target
 
 
 def read_input(uri: str, max_bytes: int, fetcher: ImageFetcher | None = None) -> bytes:
