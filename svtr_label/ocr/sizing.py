@@ -22,8 +22,8 @@ The estimate errs low (a quartile of component heights, and noise, halftones or 
 pull it down), and the reading is checked: if its lines are not comfortably tall at the size the
 detector saw, or it found nothing or only fragments, the page takes the normal passes. Measured on
 generated pages at 1x to 3x their size (benchmarks/bench_sizing.py; tests/test_sizing.py): the same
-texts, 1.3x to 2.6x faster per page; at 9 px the exact lines started to drop (0.992), so 12 px
-leaves a margin.
+texts, 1.3x to 2.0x faster per page (1.3x to 2.6x before the bundled weights lost their subnormal
+values); at 9 px the exact lines started to drop (0.992), so 12 px leaves a margin.
 
 "Better" is the recognized characters weighted by their scores: a pass that reads more text, more
 surely, wins. Pages of ordinary text (lines 24 px and taller, some text found) take one pass only.
