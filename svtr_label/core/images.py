@@ -27,7 +27,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 
 # What to do with a document where an image was expected (Label Studio shows images, not documents).
 RENDER_PAGES_HINT = ("`svtr-label predict FILE` renders its pages into images, a task each or one multi-page task "
-                     "(a local file or folder; with --ray, local ones only)")
+                     "(local files; with --ray also PDFs at s3://, gs:// or http(s) addresses)")
 
 # Pillow's own bomb check only warns below 2x its limit; we check size ourselves first.
 Image.MAX_IMAGE_PIXELS = None
