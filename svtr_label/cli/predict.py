@@ -198,7 +198,7 @@ def _documents_for_ray(args: argparse.Namespace, mode: str, services: Services, 
             "per-page (and a one-image labeling config), or run without --ray for multi-page tasks"
         )
     pages_dir = Path(args.output).resolve() / "pages"
-    _check_pages_dir([*documents, *map(Path, remote)], pages_dir, image_ref)
+    _check_pages_ref(pages_dir, image_ref)
     inputs, failures = _expand(documents, pages_dir, settings, args)
     pages = {str(Path(i.name).resolve()): [str(p.resolve()) for p in i.pages] for i in inputs}
     pages.update(_render_remote(remote, pages_dir, services, args, failures))
@@ -248,10 +248,14 @@ def _render_remote(uris: list[str], pages_dir: Path, services: Services, args: a
 
 
 def _check_pages_dir(paths: list[Path], pages_dir: Path, image_ref: ImageRef) -> None:
-    """Page images are written under the output's folder: their refs must be writable before any
-    page is rendered (local files: under the document root)."""
-    if not any(is_document(p) for p in paths):
-        return
+    """When `paths` hold documents, their pages' refs must be writable before any page is rendered."""
+    if any(is_document(p) for p in paths):
+        _check_pages_ref(pages_dir, image_ref)
+
+
+def _check_pages_ref(pages_dir: Path, image_ref: ImageRef) -> None:
+    """Page images are written under the output's folder: their refs must be writable (local files:
+    under the document root)."""
     try:
         image_ref(pages_dir / "page.png")
     except RefError:
